@@ -70,13 +70,19 @@ class SemEvalFormatError(ValueError):
 
     Attributes:
       path: the offending file.
-      errors: `(line_number, message)` pairs, line numbers counting from 1.
+      errors: `(line_number, message)` pairs, line numbers counting from 1; the
+        message shows the first `MAX_SHOWN`.
     """
+
+    MAX_SHOWN = 20
 
     def __init__(self, path: str | os.PathLike, errors: list[tuple[int, str]]):
         self.path = os.fspath(path)
         self.errors = list(errors)
-        lines = "\n".join(f"  {self.path}:{n}: {msg}" for n, msg in self.errors)
+        shown = [f"  {self.path}:{n}: {msg}" for n, msg in self.errors[: self.MAX_SHOWN]]
+        if len(self.errors) > self.MAX_SHOWN:
+            shown.append(f"  ... and {len(self.errors) - self.MAX_SHOWN} more (see .errors)")
+        lines = "\n".join(shown)
         super().__init__(f"{len(self.errors)} error(s) in SemEval file {self.path}:\n{lines}")
 
 
@@ -162,7 +168,10 @@ def read_answer_file(path: str | os.PathLike) -> dict[str, tuple[str, int]]:
         if match is None:
             errors.append((number, f"expected '<ID><TAB><RELATION>', got {shown!r}"))
         elif match.group(2) not in valid:
-            errors.append((number, f"unknown relation {match.group(2)!r} in {shown!r}"))
+            hint = " (a relation needs its direction, e.g. '(e1,e2)')" * (
+                match.group(2) in RELATIONS
+            )
+            errors.append((number, f"unknown relation {match.group(2)!r} in {shown!r}{hint}"))
         elif match.group(1) in ids:
             first = ids[match.group(1)][1]
             errors.append((number, f"ID {match.group(1)} is already defined on line {first}"))

@@ -134,10 +134,16 @@ def test_format_errors(tmp_path):
         "2": ("Cause-Effect(e1,e2)", 2),
     }
     bad = tmp_path / "bad.txt"
-    bad.write_text("1 Other\n\n2\tOther\t\n3\tOther\n")
+    bad.write_text("1 Other\n\n2\tOther\t\n3\tOther\n4\tCause-Effect\n")
     with pytest.raises(semeval_scorer.SemEvalFormatError) as info:
         semeval_scorer.read_answer_file(bad)
-    assert [n for n, _ in info.value.errors] == [1, 2, 3]
+    assert [n for n, _ in info.value.errors] == [1, 2, 3, 5]
+    assert "needs its direction" in info.value.errors[3][1]
+    many = tmp_path / "many.txt"
+    many.write_text("".join(f"{i}\tNone\n" for i in range(30)))
+    with pytest.raises(semeval_scorer.SemEvalFormatError, match="and 10 more") as info:
+        semeval_scorer.read_answer_file(many)
+    assert len(info.value.errors) == 30
     unknown = tmp_path / "unknown.txt"
     unknown.write_text("2\tOther\n7\tOther\n")
     with pytest.raises(semeval_scorer.SemEvalFormatError, match=r"unknown.txt:2: ID 7 is not"):
