@@ -1,0 +1,250 @@
+"""Question-answering tasks: BoolQ, MMLU (per subject and mixed), BIG-bench Lite.
+
+All are in the ``qa`` format: the options are whatever the template's answer
+choices render (letters, numbers, "no"/"yes", or the answer texts), and
+``option_labels`` / ``label`` / ``label_space`` are the data set's labels:
+
+* BoolQ: ``no`` / ``yes`` (index 0 is a false answer, as HF's ``label``);
+* MMLU: the letters ``A``-``D``;
+* BIG-bench: the example's own choice texts (``target_scores`` keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+import string
+
+from jaxrobust import datasets
+from jaxrobust import templates as tmpl
+from jaxrobust.tasks import registry
+
+BANKS = pathlib.Path(__file__).parent / "banks"
+LETTERS = string.ascii_uppercase
+
+# ---------------------------------------------------------------- BoolQ
+
+BOOLQ_LABELS = ("no", "yes")
+
+
+def boolq_to_hf(record: dict) -> dict:
+    """A BoolQ record in HF ``super_glue/boolq``'s schema (``label`` 0/1, not a bool)."""
+    return {
+        "question": record["question"],
+        "passage": record["passage"],
+        "idx": int(record["id"].rsplit("-", 1)[1]),
+        "label": int(record["answer"]),
+    }
+
+
+def _boolq_prepare(record: dict) -> registry.Prepared:
+    variables = {k: record[k] for k in ("question", "passage", "answer")}
+    variables["answer_index"] = int(record["answer"])
+    label = BOOLQ_LABELS[int(record["answer"])]
+    return registry.Prepared(
+        variables, list(BOOLQ_LABELS), label, BOOLQ_LABELS, record["id"]
+    )
+
+
+BOOLQ_SAMPLE = {  # hand-written, in the reader's schema
+    "id": "boolq-0",
+    "question": "is a tomato a fruit",
+    "passage": "Botanically, a tomato is a fruit: it develops from the ovary of a flower "
+    "and contains seeds. Cooks nevertheless treat it as a vegetable.",
+    "answer": True,
+}
+
+BOOLQ = registry.TaskSpec(
+    dataset="boolq",
+    format="qa",
+    splits=("validation",),
+    read=datasets.read_boolq,
+    prepare=_boolq_prepare,
+    sample=BOOLQ_SAMPLE,
+    family="boolq",
+    adapters={"hf:super_glue/boolq": boolq_to_hf},
+)
+
+# ---------------------------------------------------------------- MMLU
+
+# The 57 subjects of MMLU's test split (Hendrycks et al. 2021).
+MMLU_SUBJECTS = (
+    "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology "
+    "college_chemistry college_computer_science college_mathematics college_medicine "
+    "college_physics computer_security conceptual_physics econometrics electrical_engineering "
+    "elementary_mathematics formal_logic global_facts high_school_biology "
+    "high_school_chemistry high_school_computer_science high_school_european_history "
+    "high_school_geography high_school_government_and_politics high_school_macroeconomics "
+    "high_school_mathematics high_school_microeconomics high_school_physics "
+    "high_school_psychology high_school_statistics high_school_us_history "
+    "high_school_world_history human_aging human_sexuality international_law jurisprudence "
+    "logical_fallacies machine_learning management marketing medical_genetics miscellaneous "
+    "moral_disputes moral_scenarios nutrition philosophy prehistory professional_accounting "
+    "professional_law professional_medicine professional_psychology public_relations "
+    "security_studies sociology us_foreign_policy virology world_religions"
+).split()
+MMLU_LABELS = ("A", "B", "C", "D")
+
+
+def _mmlu_prepare(record: dict) -> registry.Prepared:
+    variables = {
+        "subject": record["subject"],
+        "subject_name": record["subject"].replace("_", " "),
+        "question": record["question"],
+        "choices": list(record["choices"]),
+        "letters": list(MMLU_LABELS),
+        "answer_index": MMLU_LABELS.index(record["answer"]),
+    }
+    return registry.Prepared(
+        variables, list(MMLU_LABELS), record["answer"], MMLU_LABELS, record["id"]
+    )
+
+
+def mmlu_spec(subject: str) -> registry.TaskSpec:
+    return registry.TaskSpec(
+        dataset=f"mmlu_{subject}",
+        format="qa",
+        splits=("test",),
+        read=functools.partial(_read_mmlu, subject),
+        prepare=_mmlu_prepare,
+        sample={
+            "id": f"mmlu-{subject}-sample",
+            "subject": subject,
+            "question": "Which of these numbers is prime?",
+            "choices": ["4", "6", "7", "9"],
+            "answer": "C",
+        },
+        family="mmlu",
+    )
+
+
+def _read_mmlu(subject: str, split: str) -> list[dict]:
+    return datasets.read_mmlu(subject, split)
+
+
+# ---------------------------------------------------------------- BIG-bench Lite
+
+# The multiple-choice / binary BIG-bench Lite tasks of the zero-shot robustness study.
+BIGBENCH_TASKS = (
+    "bbq_lite_json",
+    "code_line_description",
+    "conceptual_combinations",
+    "hindu_knowledge",
+    "known_unknowns",
+    "language_identification",
+    "logic_grid_puzzle",
+    "logical_deduction",
+    "novel_concepts",
+    "play_dialog_same_or_different",
+    "strange_stories",
+    "strategyqa",
+    "vitaminc_fact_verification",
+    "winowhy",
+)
+_BB_KEYS = (
+    "input",
+    "choices",
+    "answer_index",
+    "task",
+    "subtask",
+    "task_prefix",
+    "example_input_prefix",
+    "example_output_prefix",
+    "choice_prefix",
+    "append_choices_to_input",
+)
+
+
+def _bigbench_prepare(record: dict) -> registry.Prepared:
+    variables = {k: record[k] for k in _BB_KEYS}
+    variables["letters"] = list(LETTERS[: len(record["choices"])])
+    label = record["choices"][record["answer_index"]]
+    return registry.Prepared(
+        variables, list(record["choices"]), label, record["choices"], record["id"]
+    )
+
+
+def bigbench_spec(task: str) -> registry.TaskSpec:
+    return registry.TaskSpec(
+        dataset=f"bbl_{task}",
+        format="qa",
+        splits=("test",),
+        read=functools.partial(_read_bigbench, task),
+        prepare=_bigbench_prepare,
+        sample={
+            "id": f"{task}-sample",
+            "task": task,
+            "subtask": "",
+            "input": "Is the sky green on a clear day?",
+            "choices": ["Yes", "No"],
+            "answer_index": 1,
+            "task_prefix": "",
+            "example_input_prefix": "\nQ: ",
+            "example_output_prefix": "\nA: ",
+            "choice_prefix": "\n  choice: ",
+            "append_choices_to_input": True,
+        },
+        family="bigbench",
+    )
+
+
+def _read_bigbench(task: str, split: str) -> list[dict]:
+    del split  # task.json has one pool of examples; it is our 'test' split
+    return datasets.read_bigbench(task)
+
+
+# ---------------------------------------------------------------- registration
+
+
+@functools.cache
+def bank(family: str) -> tmpl.Bank:
+    return tmpl.load_bank(BANKS / f"{family}.yaml")
+
+
+def observed_boolq() -> list[tmpl.Template]:
+    """BoolQ's PromptSource (P3) and Flan templates, read from the data directory."""
+    out = []
+    root = datasets.data_dir()
+    ps = root / "promptsource" / "super_glue" / "boolq" / "templates.yaml"
+    if ps.is_file():
+        out += tmpl.load_promptsource(
+            ps, source="PromptSource @ 7dab96a3, templates/super_glue/boolq/templates.yaml"
+        )
+    flan = root / "flan" / "flan_held_in.yaml"
+    if flan.is_file():
+        flan_bank = tmpl.load_lm_eval(
+            flan,
+            task_prefix="boolq_",
+            schema="hf:super_glue/boolq",
+            source="FLAN BoolQ templates via lm-evaluation-harness @ 4e7e0d47, "
+            "lm_eval/tasks/benchmarks/flan/flan_held_in.yaml",
+        )
+        # Ids 'prompt-N' are unique only within the group; make them say so.
+        out += [_renamed(t, f"flan_boolq_{t.id.replace('-', '')}") for t in flan_bank]
+    return out
+
+
+def _renamed(template: tmpl.Template, new_id: str) -> tmpl.Template:
+    return dataclasses.replace(template, id=new_id)
+
+
+def register_all() -> list[str]:
+    """Registers BoolQ, every MMLU subject and the BIG-bench Lite tasks, and mixtures."""
+    names = registry.register_with_mixtures(BOOLQ, list(bank("boolq")) + observed_boolq())
+    mmlu_by_template: dict[str, list[str]] = {}
+    for subject in MMLU_SUBJECTS:
+        for name in registry.register_with_mixtures(mmlu_spec(subject), bank("mmlu")):
+            mmlu_by_template.setdefault(name.rsplit(":", 1)[1], []).append(name)
+    for template in bank("mmlu"):
+        key = registry.template_key(template)
+        registry.add_mixture(f"{registry.PREFIX}:mmlu:qa:{key}", mmlu_by_template[key])
+    for group in {registry.group_of(t) for t in bank("mmlu")} | {"all"}:
+        members = [
+            f"{registry.PREFIX}:mmlu_{s}:qa#{group}" for s in MMLU_SUBJECTS
+        ]
+        registry.add_mixture(f"{registry.PREFIX}:mmlu:qa#{group}", members)
+    names += [n for members in mmlu_by_template.values() for n in members]
+    for task in BIGBENCH_TASKS:
+        names += registry.register_with_mixtures(bigbench_spec(task), bank("bigbench"))
+    return names
