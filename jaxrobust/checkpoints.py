@@ -1,0 +1,413 @@
+"""Loading and saving model parameters: HF directories, T5X checkpoints, Orbax.
+
+Every loader reads one tensor at a time and places it straight into its target
+sharding (`jax.make_array_from_callback`, so on many hosts each host only
+materialises its own shards), keeping peak host memory near the size of the
+parameters themselves. Names and shapes are checked against the model's
+abstract parameters (`jax.eval_shape`); every mismatch is reported at once with
+the parameter path, the expected and found shapes and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import serialization, traverse_util
+
+from jaxrobust.models import t5 as t5_lib
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model: missing, extra or mis-shaped tensors."""
+
+
+# ---------------------------------------------------------------------------
+# Reading tensors one by one.
+# ---------------------------------------------------------------------------
+
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+class SafetensorsFile:
+    """Reads tensors of a `.safetensors` file on demand, bfloat16 included.
+
+    Uses plain reads into fresh buffers rather than a memory map: mapped file
+    pages would count towards the process's resident memory on top of the
+    device copies.
+    """
+
+    def __init__(self, path: PathLike):
+        self.path = pathlib.Path(path)
+        with open(self.path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        self._base = 8 + n
+        header.pop("__metadata__", None)
+        self._header = header
+
+    def keys(self) -> list[str]:
+        return list(self._header)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._header[name]["shape"])
+
+    def get(self, name: str) -> np.ndarray:
+        info = self._header[name]
+        dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+        start, end = info["data_offsets"]
+        out = np.empty(tuple(info["shape"]), dtype)
+        with open(self.path, "rb") as f:
+            f.seek(self._base + start)
+            f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+        if end - start != out.nbytes:
+            raise CheckpointError(
+                f"{self.path}: tensor {name} has {end - start} bytes, "
+                f"expected {out.nbytes} for {info['shape']} {info['dtype']}"
+            )
+        return out
+
+
+class HFTensors:
+    """The tensors of an HF model directory, whatever its file layout.
+
+    Accepts `model.safetensors`, a sharded `model.safetensors.index.json`, or
+    `pytorch_model.bin` (needs torch).
+    """
+
+    def __init__(self, directory: PathLike):
+        d = pathlib.Path(directory)
+        self.directory = d
+        self._where: dict[str, tuple[str, Callable[[], np.ndarray], tuple[int, ...]]] = {}
+        if (d / "model.safetensors").exists():
+            self._add_safetensors(d / "model.safetensors")
+        elif (d / "model.safetensors.index.json").exists():
+            index = json.loads((d / "model.safetensors.index.json").read_text())
+            for shard in sorted(set(index["weight_map"].values())):
+                self._add_safetensors(d / shard)
+        elif (d / "pytorch_model.bin").exists():
+            self._add_torch(d / "pytorch_model.bin")
+        else:
+            found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no such directory"
+            raise CheckpointError(
+                f"{d}: expected model.safetensors, model.safetensors.index.json or "
+                f"pytorch_model.bin; found {found}"
+            )
+
+    def _add_safetensors(self, path: pathlib.Path) -> None:
+        f = SafetensorsFile(path)
+        for k in f.keys():
+            self._where[k] = (path.name, lambda k=k, f=f: f.get(k), f.shape(k))
+
+    def _add_torch(self, path: pathlib.Path) -> None:
+        try:
+            import torch
+        except ImportError as e:
+            raise CheckpointError(f"{path}: reading .bin checkpoints needs torch") from e
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+
+        def get(k):
+            t = state[k]
+            return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+
+        for k, t in state.items():
+            self._where[k] = (path.name, lambda k=k: get(k), tuple(t.shape))
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def file(self, name: str) -> str:
+        return self._where[name][0]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._where[name][2]
+
+    def get(self, name: str) -> np.ndarray:
+        return self._where[name][1]()
+
+
+def read_hf_config(directory: PathLike) -> dict[str, Any]:
+    path = pathlib.Path(directory) / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{directory}: no config.json (expected an HF model directory)")
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------------
+# Placing tensors.
+# ---------------------------------------------------------------------------
+
+
+def abstract_param_shapes(init_fn: Callable[[], Any]) -> dict[str, tuple[int, ...]]:
+    """`{'a/b/kernel': shape}` of the params `init_fn()` would create (nothing allocated)."""
+    abstract = jax.eval_shape(init_fn)
+    params = jax.tree_util.tree_map(
+        lambda x: x.value if hasattr(x, "value") else x,
+        abstract["params"],
+        is_leaf=lambda x: hasattr(x, "value"),
+    )
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return {k: tuple(v.shape) for k, v in flat.items()}
+
+
+def _t5_shapes(config: t5_lib.T5Config) -> dict[str, tuple[int, ...]]:
+    return abstract_param_shapes(
+        lambda: t5_lib.T5(config).init(jax.random.PRNGKey(0), *t5_lib.dummy_inputs())
+    )
+
+
+def _place(array: np.ndarray, sharding: jax.sharding.Sharding | None, dtype) -> jax.Array:
+    array = np.asarray(array, dtype=dtype)
+    if sharding is None:
+        return jnp.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda idx: array[idx])
+
+
+def assemble(
+    expected: dict[str, tuple[int, ...]],
+    items: Iterator[tuple[str, str, Callable[[], np.ndarray], tuple[int, ...]]],
+    shardings: Any,
+    dtype: Any,
+    where: str,
+) -> dict[str, Any]:
+    """Checks tensors against `expected` shapes and places them; raises on mismatch.
+
+    Args:
+      expected: from `abstract_param_shapes`.
+      items: (param path or None if unmappable, origin for messages, getter,
+        shape); `getter` returns the tensor already in our layout and `shape`
+        is that layout's shape, checked before anything is read.
+      shardings: a tree like the params of target shardings, or None.
+    """
+    flat_shardings = traverse_util.flatten_dict(shardings, sep="/") if shardings is not None else {}
+    out: dict[str, jax.Array] = {}
+    seen: set[str] = set()
+    problems: list[str] = []
+    for path, origin, getter, shape in items:
+        if path not in expected:
+            target = f" (-> {path})" if path else ""
+            problems.append(f"unexpected tensor {origin}{target} in {where}")
+            continue
+        seen.add(path)
+        want = expected[path]
+        if tuple(shape) != want:
+            problems.append(
+                f"{path}: expected shape {want}, found {tuple(shape)} ({origin} in {where})"
+            )
+            continue
+        out[path] = _place(getter(), flat_shardings.get(path), dtype)
+    for path in sorted(set(expected) - seen):
+        problems.append(f"missing tensor for {path} (expected shape {expected[path]}) in {where}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {where} does not match the model ({len(problems)} problems):\n  "
+            + "\n  ".join(problems)
+        )
+    return traverse_util.unflatten_dict(out, sep="/")
+
+
+# ---------------------------------------------------------------------------
+# HF T5 directories.
+# ---------------------------------------------------------------------------
+
+
+def load_hf_t5(
+    directory: PathLike,
+    shardings: Any = None,
+    dtype: Any = jnp.float32,
+    config: t5_lib.T5Config | None = None,
+    **config_overrides: Any,
+) -> tuple[t5_lib.T5Config, dict[str, Any]]:
+    """Loads an HF `T5ForConditionalGeneration` directory into T5X-named params.
+
+    Args:
+      directory: holds `config.json` and the weights.
+      shardings: optional `NamedSharding` tree like the params (see
+        `partitioning.init_sharded` / `logical_to_shardings`); None keeps the
+        default device.
+      dtype: parameter dtype on device.
+      config: use this config instead of deriving it from `config.json`.
+
+    Returns:
+      (config, params).
+    """
+    config = config or t5_lib.from_hf_config(read_hf_config(directory), **config_overrides)
+    tensors = HFTensors(directory)
+    names = set(tensors.names())
+
+    def items():
+        for name in tensors.names():
+            try:
+                mapped = t5_lib.hf_to_t5x_name(config, name)
+            except KeyError:
+                yield None, f"{name} [{tensors.file(name)}]", None, tensors.shape(name)
+                continue
+            if mapped is None:
+                continue
+            path, transpose = mapped
+            shape = tensors.shape(name)
+            shape = shape[::-1] if transpose else shape
+            yield path, f"{name} [{tensors.file(name)}]", _getter(name, transpose), shape
+        if not config.logits_via_embedding and "lm_head.weight" not in names:
+            # HF ties `lm_head` to `shared` when the file holds no separate copy.
+            yield (
+                "decoder/logits_dense/kernel",
+                "shared.weight (tied lm_head)",
+                _getter("shared.weight", True),
+                tensors.shape("shared.weight")[::-1],
+            )
+
+    def _getter(name, transpose):
+        def get():
+            x = tensors.get(name)
+            return np.ascontiguousarray(x.T) if transpose else x
+
+        return get
+
+    return config, assemble(_t5_shapes(config), items(), shardings, dtype, str(directory))
+
+
+def export_hf_t5(params: Any, config: t5_lib.T5Config, directory: PathLike) -> None:
+    """Writes `config.json` + `model.safetensors` that HF `from_pretrained` loads."""
+    from safetensors.numpy import save_file
+
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    flat = traverse_util.flatten_dict(params, sep="/")
+    tensors: dict[str, np.ndarray] = {}
+    for path, value in flat.items():
+        value = np.asarray(jax.device_get(value))
+        # HF deduplicates tied tensors on save; write the embedding once.
+        (name, transpose), *_ = t5_lib.t5x_to_hf_names(config, path)
+        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    hf_config = t5_lib.to_hf_config(config)
+    hf_config["scale_decoder_outputs"] = config.logits_via_embedding
+    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
+    tmp = d / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, d / "model.safetensors")
+
+
+def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# T5X checkpoints.
+# ---------------------------------------------------------------------------
+
+
+def _is_ts_spec(x: Any) -> bool:
+    return isinstance(x, dict) and {"driver", "kvstore"} <= set(x)
+
+
+def load_t5x(
+    path: PathLike,
+    config: t5_lib.T5Config,
+    shardings: Any = None,
+    dtype: Any = jnp.float32,
+) -> dict[str, Any]:
+    """Loads the parameters of a T5X checkpoint, with no renaming.
+
+    Accepts the legacy single msgpack file (`checkpoint_N` holding every array)
+    and the tensorstore layout (a directory with a msgpack `checkpoint` index
+    whose large leaves are zarr specs, one zarr array per parameter beside it).
+    The optimizer state is ignored.
+    """
+    p = pathlib.Path(path)
+    index = p / "checkpoint" if p.is_dir() else p
+    if not index.exists():
+        raise CheckpointError(f"{path}: no T5X checkpoint file (expected {index})")
+    state = serialization.msgpack_restore(index.read_bytes())
+    if "optimizer" in state and "target" in state["optimizer"]:
+        target = state["optimizer"]["target"]
+    elif "target" in state:
+        target = state["target"]
+    else:
+        raise CheckpointError(
+            f"{index}: expected parameters under 'optimizer/target' or 'target', "
+            f"found top-level keys {sorted(state)}"
+        )
+    flat = traverse_util.flatten_dict(target, sep="/", is_leaf=lambda _, x: _is_ts_spec(x))
+
+    def getter(leaf):
+        if not _is_ts_spec(leaf):
+            return lambda: np.asarray(leaf)
+
+        def read():
+            import tensorstore as ts
+
+            spec = json.loads(json.dumps(leaf))
+            kv = spec["kvstore"]
+            if kv.get("driver") in ("file", "gfile", "gcs") and not str(
+                kv.get("path", "")
+            ).startswith(("/", "gs://")):
+                kv.update(driver="file", path=str(index.parent / kv["path"]))
+                kv.pop("bucket", None)
+            return ts.open(spec, open=True, read=True).result().read().result()
+
+        return read
+
+    def shape_of(leaf):
+        if _is_ts_spec(leaf):
+            return tuple(leaf["metadata"]["shape"])
+        return np.shape(leaf)
+
+    items = ((k, k, getter(v), shape_of(v)) for k, v in flat.items())
+    return assemble(_t5_shapes(config), items, shardings, dtype, str(index))
+
+
+# ---------------------------------------------------------------------------
+# Orbax.
+# ---------------------------------------------------------------------------
+
+
+def save_params(params: Any, directory: PathLike) -> None:
+    """Saves a params tree with Orbax (atomic: written to a temp dir, then renamed)."""
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(pathlib.Path(directory).absolute(), params, force=True)
+
+
+def restore_params(directory: PathLike, target: Any) -> Any:
+    """Restores a params tree saved by `save_params` straight into shardings.
+
+    Args:
+      target: a tree of `jax.ShapeDtypeStruct` with `sharding` set (or arrays
+        whose shapes, dtypes and shardings to copy).
+    """
+    import orbax.checkpoint as ocp
+
+    def abstract(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(
+            pathlib.Path(directory).absolute(), jax.tree_util.tree_map(abstract, target)
+        )

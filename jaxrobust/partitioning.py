@@ -1,0 +1,148 @@
+"""Device mesh, logical axis rules, and sharded parameter creation.
+
+Model code names array axes logically (`embed`, `mlp`, `heads`, `joined_kv`,
+`vocab`, `batch`, ...). This module alone knows the mesh axes (`data`,
+`model`) and the rule table between the two, which follows
+`t5x/partitioning.py::standard_logical_axis_rules`.
+
+The recipe for parameters that never exist unsharded:
+`jax.eval_shape(init)` -> logical specs -> `NamedSharding`s -> `jax.jit(init,
+out_shardings=...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA, MODEL = "data", "model"
+LogicalRules = Sequence[tuple[str, str | None]]
+
+
+def standard_logical_axis_rules(shard_embed_over_data: bool = False) -> tuple:
+    """T5X's standard rules (1-D parameter partitioning, data-parallel batch).
+
+    Args:
+      shard_embed_over_data: also split `embed` over the `data` axis (T5X's
+        `parameter_partitioning_dims=2`, for models too large to replicate
+        across data-parallel replicas, e.g. XXL on small slices).
+    """
+    rules = [
+        ("batch", DATA),
+        ("vocab", MODEL),
+        ("mlp", MODEL),
+        ("heads", MODEL),
+        ("kv", None),
+        ("joined_kv", MODEL),
+        ("embed", DATA if shard_embed_over_data else None),
+        ("relpos_buckets", None),
+        ("length", None),
+        ("layers", None),
+        ("prompt", None),
+        ("prompt_embed", None),
+    ]
+    return tuple(rules)
+
+
+def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
+    """A `(data, model)` mesh over all devices of all hosts (or `devices`).
+
+    Args:
+      data: data-parallel size; -1 takes what `model` leaves.
+      model: model-parallel size.
+      devices: defaults to `jax.devices()`, every process's devices.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if data == -1:
+        if n % model:
+            raise ValueError(f"model={model} does not divide the {n} devices")
+        data = n // model
+    if data * model != n:
+        raise ValueError(f"mesh data={data} x model={model} needs {data * model} devices, got {n}")
+    return jax.make_mesh(
+        (data, model),
+        (DATA, MODEL),
+        axis_types=(jax.sharding.AxisType.Auto,) * 2,
+        devices=devices,
+    )
+
+
+def single_device_mesh() -> Mesh:
+    """A 1 x 1 mesh over the first device: "one device" in tests and benchmarks."""
+    return make_mesh(1, 1, devices=jax.devices()[:1])
+
+
+@contextlib.contextmanager
+def active(mesh: Mesh, rules: LogicalRules) -> Iterator[None]:
+    """Makes `mesh` and `rules` the context for tracing model code.
+
+    `nn.with_logical_constraint` in the model reads both while a function is
+    traced; jitted functions must therefore be traced inside this context.
+    """
+    with jax.sharding.use_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
+
+
+def logical_to_shardings(logical_specs: Any, mesh: Mesh, rules: LogicalRules) -> Any:
+    """Maps a tree of logical `PartitionSpec`s (or axis-name tuples) to `NamedSharding`s."""
+
+    def one(spec):
+        spec = PartitionSpec(*spec) if isinstance(spec, tuple) else spec
+        mesh_spec = nn.logical_to_mesh_axes(spec, rules)
+        return NamedSharding(mesh, mesh_spec)
+
+    return jax.tree_util.tree_map(
+        one, logical_specs, is_leaf=lambda x: isinstance(x, PartitionSpec | tuple)
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    """Leading (batch) axis over `data`, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(DATA, *([None] * (ndim - 1))))
+
+
+def init_sharded(
+    init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh, rules: LogicalRules
+) -> tuple[Any, Any]:
+    """Creates parameters directly in their shardings.
+
+    Args:
+      init_fn: `rng -> variables` whose parameters carry logical partitioning
+        metadata (`nn.with_logical_partitioning`).
+
+    Returns:
+      (unboxed `params` tree, its `NamedSharding` tree).
+    """
+    abstract = jax.eval_shape(init_fn, rng)
+    specs = nn.get_partition_spec(abstract)
+    shardings = logical_to_shardings(specs, mesh, rules)
+    with active(mesh, rules):
+        variables = jax.jit(init_fn, out_shardings=shardings)(rng)
+    variables = nn.meta.unbox(variables)
+    return variables["params"], shardings["params"]
+
+
+def shard_params(params: Any, shardings: Any) -> Any:
+    """Places an existing (host or device) params tree into `shardings`."""
+    return jax.tree_util.tree_map(lambda x, s: jax.device_put(x, s), params, shardings)
+
+
+def put_global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
+    """Builds a global array, batch over `data`, from this process's local rows.
+
+    Every process passes the same-shaped slab; the global batch is their
+    concatenation in process order.
+    """
+    sharding = batch_sharding(mesh, local.ndim)
+    return jax.make_array_from_process_local_data(sharding, local)

@@ -1,0 +1,77 @@
+"""Tokenizers behind one small interface.
+
+The rest of the code needs: text -> ids (with or without EOS), ids -> text,
+and the pad / EOS / BOS ids. `HFTokenizer` wraps the tokenizer stored in a
+checkpoint directory (`tokenizer.json`, `spiece.model`, ...);
+`ByteTokenizer` is ByT5's byte-level scheme, which needs no vocabulary file
+and so serves models trained from scratch here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+
+class Tokenizer(Protocol):
+    pad_id: int
+    eos_id: int
+    bos_id: int | None
+    vocab_size: int
+
+    def encode(self, text: str, add_eos: bool = True) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class HFTokenizer:
+    """The HF tokenizer saved next to a checkpoint (no hub access needed)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        from transformers import AutoTokenizer
+
+        self.directory = str(directory)
+        self._tok = AutoTokenizer.from_pretrained(self.directory)
+        tok = self._tok
+        if tok.pad_token_id is None and tok.eos_token_id is None:
+            raise ValueError(f"{directory}: tokenizer has neither a pad nor an EOS token")
+        self.eos_id = tok.eos_token_id
+        # LLaMA-style vocabularies have no pad token; id 0 there is <unk>, so
+        # padding reuses EOS and masks are always explicit, never `id != 0`.
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.bos_id = tok.bos_token_id
+        self.vocab_size = len(tok)
+
+    def encode(self, text: str, add_eos: bool = True, add_bos: bool = False) -> list[int]:
+        ids = self._tok(text, add_special_tokens=False)["input_ids"]
+        if add_bos and self.bos_id is not None:
+            ids = [self.bos_id] + ids
+        return ids + [self.eos_id] if add_eos else ids
+
+    def decode(self, ids: list[int]) -> str:
+        ids = list(ids)
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self._tok.decode(ids, skip_special_tokens=True)
+
+
+class ByteTokenizer:
+    """ByT5's scheme: pad 0, EOS 1, UNK 2, UTF-8 byte b -> b + 3."""
+
+    pad_id, eos_id, unk_id = 0, 1, 2
+    bos_id = None
+    offset = 3
+    vocab_size = 256 + 3
+
+    def encode(self, text: str, add_eos: bool = True) -> list[int]:
+        ids = [b + self.offset for b in text.encode("utf-8")]
+        return ids + [self.eos_id] if add_eos else ids
+
+    def decode(self, ids: list[int]) -> str:
+        out = bytearray()
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i >= self.offset:
+                out.append(i - self.offset)
+        return out.decode("utf-8", errors="replace")

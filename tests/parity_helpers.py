@@ -1,0 +1,111 @@
+"""Tolerance policy and reference-model builders shared by the model tests.
+
+Tolerance policy (never loosened; if a comparison fails, find the cause):
+- parity with HF `transformers` PyTorch: log-probabilities (log-softmax of the
+  logits) on non-pad positions, float32, atol = rtol = 1e-4;
+- self-consistency (sharded vs one device, KV cache vs full forward):
+  atol = rtol = 1e-5 on the same quantity.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+PARITY_TOL = dict(atol=1e-4, rtol=1e-4)
+SELF_TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    m = x.max(-1, keepdims=True)
+    return (x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))).astype(np.float32)
+
+
+def assert_logprobs_close(actual, expected, mask, tol) -> float:
+    """Compares log-softmax of two `[..., T, V]` logit arrays where `mask` `[..., T]`.
+
+    Returns the largest absolute difference, for tests that report it.
+    """
+    a = log_softmax(actual)[np.asarray(mask, bool)]
+    e = log_softmax(expected)[np.asarray(mask, bool)]
+    np.testing.assert_allclose(a, e, **tol)
+    return float(np.abs(a - e).max())
+
+
+# Random tiny HF configs of each T5 family. head_dim x heads != d_model on purpose.
+T5_FAMILIES = {
+    # T5 v1.0: ReLU MLP, tied embedding with the d_model**-0.5 output scaling.
+    "t5_v1_0": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+    # T5 v1.1 / Flan-T5: gated GELU, untied lm_head.
+    "t5_v1_1": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+    # T0 / T0++: T5 v1.1 LM-adapted; same architecture, deeper decoder here.
+    "t0": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False, num_decoder_layers=3),
+}
+
+
+def make_hf_t5(directory: pathlib.Path, seed: int = 0, **overrides):
+    """Builds a random HF `T5ForConditionalGeneration`, saves it with `save_pretrained`.
+
+    Returns the (eval-mode) torch model.
+    """
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    kwargs = dict(
+        vocab_size=120,
+        d_model=20,
+        d_kv=6,
+        d_ff=36,
+        num_layers=2,
+        num_heads=3,
+        dropout_rate=0.0,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=20,
+        decoder_start_token_id=0,
+    )
+    kwargs.update(overrides)
+    tie = kwargs.get("tie_word_embeddings", True)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**kwargs)).eval()
+    if not tie:
+        # transformers >= 5 ties lm_head at construction; give it its own tensor.
+        model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.shared.weight))
+    with torch.no_grad():
+        # Trained-model-like scales rather than HF's init: layer-norm scales near
+        # 1, matrices N(0, 1/fan_in) (queries also / head_dim, as T5 folds the
+        # attention scaling into them), relative biases N(0, 1), and an output
+        # projection giving peaked distributions (logit std ~ 4), so argmax
+        # comparisons are not decided by near-ties, and every tensor is far from
+        # zero so a wrong transpose or scale cannot hide under the tolerance.
+        for name, p in model.named_parameters():
+            if "layer_norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name in ("shared.weight", "lm_head.weight") or "relative_attention" in name:
+                p.normal_(0.0, 4.0 / kwargs["d_model"] ** 0.5 if name == "lm_head.weight" else 1.0)
+            elif name.endswith(".q.weight"):
+                # T5 folds attention's 1/sqrt(head_dim) into the query weights.
+                p.normal_(0.0, (p.shape[1] * kwargs["d_kv"]) ** -0.5)
+            else:
+                p.normal_(0.0, p.shape[1] ** -0.5)
+    model.save_pretrained(directory)
+    return model
+
+
+def padded_batch(vocab: int, seed: int = 0, batch: int = 4, enc_len: int = 13, dec_len: int = 7):
+    """Encoder tokens with right padding (pad 0) and decoder inputs starting at 0.
+
+    Returns (encoder_tokens [B, S], decoder_inputs [B, T], decoder_mask [B, T]).
+    """
+    rng = np.random.RandomState(seed)
+    enc = rng.randint(2, vocab, (batch, enc_len)).astype(np.int32)
+    enc_lengths = np.linspace(enc_len, 2, batch).astype(int)
+    for i, n in enumerate(enc_lengths):
+        enc[i, n:] = 0
+    targets = rng.randint(2, vocab, (batch, dec_len)).astype(np.int32)
+    dec_lengths = np.linspace(dec_len, 2, batch).astype(int)
+    mask = np.arange(dec_len)[None, :] < dec_lengths[:, None]
+    targets = np.where(mask, targets, 0)
+    dec_in = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
+    return enc, dec_in, targets, mask
