@@ -289,8 +289,8 @@ def validate(
                 f"renders {len(rendered.options)} answer choices {list(rendered.options)[:6]}..."
                 f" but the task has {len(option_labels)} options {list(option_labels)[:6]}..."
             )
-        if len(set(rendered.options)) != len(rendered.options):
-            template.error(f"renders duplicate answer choices {list(rendered.options)}")
+        # Equal options are allowed: data sets have them (an MMLU question lists
+        # 'Employee rights' twice), and rank scoring handles the tie.
     if answer_index is not None and answer_index >= 0 and rendered.options:
         expected = rendered.options[answer_index]
         if rendered.target != expected:

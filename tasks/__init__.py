@@ -39,8 +39,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jaxrobust import templates
 from jaxrobust.tasks import qa, registry, relation_extraction
+
+from jaxrobust import templates
 
 FEATURES = registry.FEATURES
 

@@ -16,9 +16,10 @@ import functools
 import pathlib
 import string
 
+from jaxrobust.tasks import registry
+
 from jaxrobust import datasets
 from jaxrobust import templates as tmpl
-from jaxrobust.tasks import registry
 
 BANKS = pathlib.Path(__file__).parent / "banks"
 LETTERS = string.ascii_uppercase
@@ -42,9 +43,7 @@ def _boolq_prepare(record: dict) -> registry.Prepared:
     variables = {k: record[k] for k in ("question", "passage", "answer")}
     variables["answer_index"] = int(record["answer"])
     label = BOOLQ_LABELS[int(record["answer"])]
-    return registry.Prepared(
-        variables, list(BOOLQ_LABELS), label, BOOLQ_LABELS, record["id"]
-    )
+    return registry.Prepared(variables, list(BOOLQ_LABELS), label, BOOLQ_LABELS, record["id"])
 
 
 BOOLQ_SAMPLE = {  # hand-written, in the reader's schema
@@ -240,9 +239,7 @@ def register_all() -> list[str]:
         key = registry.template_key(template)
         registry.add_mixture(f"{registry.PREFIX}:mmlu:qa:{key}", mmlu_by_template[key])
     for group in {registry.group_of(t) for t in bank("mmlu")} | {"all"}:
-        members = [
-            f"{registry.PREFIX}:mmlu_{s}:qa#{group}" for s in MMLU_SUBJECTS
-        ]
+        members = [f"{registry.PREFIX}:mmlu_{s}:qa#{group}" for s in MMLU_SUBJECTS]
         registry.add_mixture(f"{registry.PREFIX}:mmlu:qa#{group}", members)
     names += [n for members in mmlu_by_template.values() for n in members]
     for task in BIGBENCH_TASKS:

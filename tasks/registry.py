@@ -157,9 +157,7 @@ def to_features(
             example_key=prepared.example_id,
         )
     else:
-        rendered = tmpl.render(
-            template, variables, seed=seed, example_key=prepared.example_id
-        )
+        rendered = tmpl.render(template, variables, seed=seed, example_key=prepared.example_id)
     return {
         "inputs": rendered.inputs,
         "targets": rendered.target if answer_index >= 0 else "",

@@ -22,10 +22,11 @@ import pathlib
 import random
 import string
 
-from jaxrobust import datasets
-from jaxrobust import templates as tmpl
 from jaxrobust.tasks import registry
 from jaxrobust.tasks import relation_schemas as schemas
+
+from jaxrobust import datasets
+from jaxrobust import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
 LETTERS = string.ascii_uppercase
@@ -70,7 +71,10 @@ def semeval_to_hf(record: dict) -> dict:
     ``sentence`` keeps the <e1>/<e2> tags and ``relation`` is the class index
     in `relation_schemas.SEMEVAL_LABELS` order.
     """
-    return {"sentence": record["tagged"], "relation": schemas.SEMEVAL_LABELS.index(record["relation"])}
+    return {
+        "sentence": record["tagged"],
+        "relation": schemas.SEMEVAL_LABELS.index(record["relation"]),
+    }
 
 
 SEMEVAL_SAMPLE = {  # hand-written, in the reader's schema
@@ -154,9 +158,7 @@ def tacred_specs(variant: str) -> list[registry.TaskSpec]:
         ),
         registry.TaskSpec(
             format="mcqa",
-            prepare=lambda r: _mcqa(
-                r, candidates(r), schemas.TACRED_VERBALIZATIONS.get, labels
-            ),
+            prepare=lambda r: _mcqa(r, candidates(r), schemas.TACRED_VERBALIZATIONS.get, labels),
             family="re_mcqa",
             **common,
         ),
@@ -203,6 +205,7 @@ def fewrel_candidates(record: dict, ways: int, seed: int) -> list[str]:
 
 def fewrel_specs(ways: int = FEWREL_WAYS, seed: int = FEWREL_SEED) -> list[registry.TaskSpec]:
     """Specs of FewRel validation as an N-way task (N = `ways`, candidates seeded)."""
+
     def verbalize(name: str) -> str:
         generic = "{head} has the property '" + name + "' with value {tail}"
         return _FEWREL_BY_NAME.get(name, generic)
@@ -245,9 +248,7 @@ _FEWREL_NAMES = {
     "P40": "child",
     "P921": "main subject",
 }
-_FEWREL_BY_NAME = {
-    name: schemas.FEWREL_VERBALIZATIONS[pid] for pid, name in _FEWREL_NAMES.items()
-}
+_FEWREL_BY_NAME = {name: schemas.FEWREL_VERBALIZATIONS[pid] for pid, name in _FEWREL_NAMES.items()}
 
 
 # ---------------------------------------------------------------- registration
@@ -281,4 +282,3 @@ def register_all() -> list[str]:
             templates += list(ps)
         names += registry.register_with_mixtures(spec, templates)
     return names
-

@@ -75,7 +75,9 @@ def test_validate_checks_choice_count_and_target():
     t = _t("{{ q }} ||| no", "no ||| yes")
     with pytest.raises(tmpl.TemplateError, match="renders 2 answer choices"):
         tmpl.validate(t, {"q": "x"}, option_labels=["a", "b", "c"])
-    with pytest.raises(tmpl.TemplateError, match="target renders 'no' but the gold option is 'yes'"):
+    with pytest.raises(
+        tmpl.TemplateError, match="target renders 'no' but the gold option is 'yes'"
+    ):
         tmpl.validate(t, {"q": "x"}, option_labels=["n", "y"], answer_index=1)
 
 
@@ -113,8 +115,10 @@ def test_load_bank_defaults_and_errors(tmp_path):
     assert tmpl.render(bank.get("b"), {"q": "x", "i": 0}) == tmpl.Rendered("x!", "n", ("n", "y"))
     for body, problem in [
         ("- {id: a, provenance: unobserved, input: x, colour: red}", "unknown keys"),
-        ("- {id: a, provenance: unobserved, input: x}\n  - {id: a, provenance: unobserved, input: y}",
-         "duplicate template id"),
+        (
+            "- {id: a, provenance: default, input: x}\n  - {id: a, provenance: default, input: y}",
+            "duplicate",
+        ),
         ("- {id: a, provenance: unobserved, input: '{% if %}'}", "bad Jinja"),
         ("- {id: a, input: x}", "missing keys"),
     ]:
@@ -148,7 +152,10 @@ def test_promptsource_loader_and_seeded_choice(tmp_path):
     bank = tmpl.load_promptsource(path)
     (t,) = bank
     assert (bank.family, t.provenance, t.schema, t.name) == (
-        "toy/sub", "observed:p3", "hf:toy/sub", "pick one"
+        "toy/sub",
+        "observed:p3",
+        "hf:toy/sub",
+        "pick one",
     )
     example = {"options": [f"o{i}" for i in range(50)], "label": 3}
     runs = [tmpl.render(t, example, seed=7, example_key="e1") for _ in range(2)]
@@ -261,7 +268,8 @@ BOOLQ_FLAN_EXPECTED = {
     "prompt-2": f"{P}\n\n{Q}?{_OPTS}",
     "prompt-3": f"Text: {P}\n\nQuestion: {Q}?{_OPTS}",
     "prompt-4": f"{P}\n\nWhat's the best answer to this question: {Q}?{_OPTS}",
-    "prompt-5": f"{P}\nBased on the above text what's the best answer to this question: {Q}?{_OPTS}",
+    "prompt-5": f"{P}\nBased on the above text what's the best answer to this question: "
+    f"{Q}?{_OPTS}",
     "prompt-6": f"{P}\nAnswer this question making sure that the answer is supposed by the text: "
     f"{Q}?{_OPTS}",
     "prompt-7": f"{P}\n\nIs the following statement correct based on the text\n\n{Q}{_OPTS}",
