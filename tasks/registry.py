@@ -189,20 +189,22 @@ def examples(
         yield to_features(spec, template, record, seed=seed, check=check)
 
 
-def _dataset_fn(spec: TaskSpec, template: tmpl.Template, seed: int):
+def _dataset_fn(spec: TaskSpec, template: tmpl.Template, render_seed: int):
     signature = {
         name: tf.TensorSpec([None] * rank, dtype) for name, (dtype, rank) in FEATURES.items()
     }
 
-    def dataset_fn(split: str, shuffle_files: bool = False, seed_: int | None = None):
-        del shuffle_files, seed_  # one file per split; SeqIO shuffles examples itself
+    def dataset_fn(split: str, shuffle_files: bool = False, seed: int | None = None):
+        # One file per split and renders seeded by `render_seed`: nothing here to
+        # shuffle or seed; SeqIO shuffles the examples itself when asked.
+        del shuffle_files, seed
         records = spec.read(split)  # raises DataFileNotFoundError here, not inside TF
         if records:  # a broken template fails here as a TemplateError, not inside TF
-            to_features(spec, template, records[0], seed=seed, check=True)
+            to_features(spec, template, records[0], seed=render_seed, check=True)
 
         def generate():
             for record in records:
-                yield to_features(spec, template, record, seed=seed)
+                yield to_features(spec, template, record, seed=render_seed)
 
         return tf.data.Dataset.from_generator(generate, output_signature=signature)
 

@@ -44,6 +44,7 @@ def _first(name, split=None, n=1):
 
 
 def test_names_follow_the_grammar():
+    observed = (datasets.data_dir() / "promptsource").is_dir()
     grammar = re.compile(r"^jr:[a-z0-9_]+:(re|mcqa|qa):[\w.]+$")
     assert len(tasks.TASK_NAMES) == len(set(tasks.TASK_NAMES)) > 1000
     for name in tasks.TASK_NAMES:
@@ -56,15 +57,16 @@ def test_names_follow_the_grammar():
     assert len({d for d, _ in datasets_formats if d.startswith("bbl_")}) == 14
     mixtures = set(seqio.MixtureRegistry.names())
     for m in (
-        "jr:semeval:re#observed_p3",
         "jr:semeval:re#unobserved",
         "jr:tacred:mcqa#all",
-        "jr:boolq:qa#observed_flan",
+        "jr:boolq:qa#style_alpaca",
         "jr:mmlu:qa:mmlu_default",
         "jr:mmlu:qa#unobserved",
         "jr:bbl_winowhy:qa#default",
     ):
         assert m in mixtures, m
+    if observed:  # read from the data directory at import
+        assert {"jr:semeval:re#observed_p3", "jr:boolq:qa#observed_flan"} <= mixtures
 
 
 def test_registering_twice_is_harmless():
@@ -372,6 +374,11 @@ def test_seqio_get_dataset_one_task_per_family(shared_data_dir, tacred_fixtures)
         sequence_length=None, split="test", shuffle=False
     )
     _check_features(next(mix.as_numpy_iterator()))
+    shuffled = seqio.get_mixture_or_task("jr:semeval:re:re_u01").get_dataset(
+        sequence_length=None, split="test", shuffle=True, seed=3
+    )
+    ids = [e["example_id"] for e in shuffled.take(5).as_numpy_iterator()]
+    assert len(set(ids)) == 5 and ids != [f"semeval-{i}".encode() for i in range(8001, 8006)]
 
 
 # ---------------------------------------------------------------- unobserved vs observed
@@ -416,7 +423,7 @@ def test_unobserved_share_few_ngrams_with_observed(shared_data_dir):
 # ---------------------------------------------------------------- provenance table
 
 
-def test_training_mixture_table():
+def test_training_mixture_table(shared_data_dir):
     boolq = [tasks.lookup(n)[1] for n in tasks.TASK_NAMES if n.startswith("jr:boolq:qa:")]
     ps = next(t for t in boolq if t.provenance == "observed:p3")
     flan = next(t for t in boolq if t.provenance == "observed:flan")
