@@ -10,6 +10,8 @@ the parameter path, the expected and found shapes and the file.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -23,6 +25,7 @@ import ml_dtypes
 import numpy as np
 from flax import serialization, traverse_util
 
+from jaxrobust.models import llama as llama_lib
 from jaxrobust.models import t5 as t5_lib
 
 PathLike = str | os.PathLike
@@ -73,19 +76,23 @@ class SafetensorsFile:
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._header[name]["shape"])
 
-    def get(self, name: str) -> np.ndarray:
+    def get(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """The tensor, or only `rows` of its leading axis (one contiguous read)."""
         info = self._header[name]
         dtype = np.dtype(_ST_DTYPES[info["dtype"]])
+        shape = tuple(info["shape"])
         start, end = info["data_offsets"]
-        out = np.empty(tuple(info["shape"]), dtype)
-        with open(self.path, "rb") as f:
-            f.seek(self._base + start)
-            f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
-        if end - start != out.nbytes:
+        if end - start != int(np.prod(shape)) * dtype.itemsize:
             raise CheckpointError(
-                f"{self.path}: tensor {name} has {end - start} bytes, "
-                f"expected {out.nbytes} for {info['shape']} {info['dtype']}"
+                f"{self.path}: tensor {name} has {end - start} bytes, expected "
+                f"{int(np.prod(shape)) * dtype.itemsize} for {list(shape)} {info['dtype']}"
             )
+        r0, r1 = (0, shape[0] if shape else 1) if rows is None else (rows.start, rows.stop)
+        row_bytes = (int(np.prod(shape[1:])) if shape else 1) * dtype.itemsize
+        out = np.empty(((r1 - r0),) + shape[1:] if shape else (), dtype)
+        with open(self.path, "rb") as f:
+            f.seek(self._base + start + r0 * row_bytes)
+            f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
         return out
 
 
@@ -108,17 +115,22 @@ class HFTensors:
                 self._add_safetensors(d / shard)
         elif (d / "pytorch_model.bin").exists():
             self._add_torch(d / "pytorch_model.bin")
+        elif (d / "pytorch_model.bin.index.json").exists():
+            # Sharded `.bin` (e.g. the original Vicuna / Alpaca uploads).
+            index = json.loads((d / "pytorch_model.bin.index.json").read_text())
+            for shard in sorted(set(index["weight_map"].values())):
+                self._add_torch(d / shard)
         else:
             found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no such directory"
             raise CheckpointError(
-                f"{d}: expected model.safetensors, model.safetensors.index.json or "
-                f"pytorch_model.bin; found {found}"
+                f"{d}: expected model.safetensors, model.safetensors.index.json, "
+                f"pytorch_model.bin or pytorch_model.bin.index.json; found {found}"
             )
 
     def _add_safetensors(self, path: pathlib.Path) -> None:
         f = SafetensorsFile(path)
         for k in f.keys():
-            self._where[k] = (path.name, lambda k=k, f=f: f.get(k), f.shape(k))
+            self._where[k] = (path.name, lambda rows, k=k, f=f: f.get(k, rows), f.shape(k))
 
     def _add_torch(self, path: pathlib.Path) -> None:
         try:
@@ -127,12 +139,12 @@ class HFTensors:
             raise CheckpointError(f"{path}: reading .bin checkpoints needs torch") from e
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
 
-        def get(k):
-            t = state[k]
+        def get(k, rows):
+            t = state[k] if rows is None else state[k][rows]
             return t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
         for k, t in state.items():
-            self._where[k] = (path.name, lambda k=k: get(k), tuple(t.shape))
+            self._where[k] = (path.name, lambda rows, k=k: get(k, rows), tuple(t.shape))
 
     def names(self) -> list[str]:
         return list(self._where)
@@ -143,8 +155,9 @@ class HFTensors:
     def shape(self, name: str) -> tuple[int, ...]:
         return self._where[name][2]
 
-    def get(self, name: str) -> np.ndarray:
-        return self._where[name][1]()
+    def get(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """The tensor, or `rows` of its leading axis."""
+        return self._where[name][1](rows)
 
 
 def read_hf_config(directory: PathLike) -> dict[str, Any]:
@@ -177,16 +190,78 @@ def _t5_shapes(config: t5_lib.T5Config) -> dict[str, tuple[int, ...]]:
     )
 
 
-def _place(array: np.ndarray, sharding: jax.sharding.Sharding | None, dtype) -> jax.Array:
-    array = np.asarray(array, dtype=dtype)
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where one parameter comes from.
+
+    `read(part)` returns the parameter in our layout, or (when `part` is a
+    slice) only that slice along `chunk_axis`: the axis that is contiguous in
+    the file, so a part is one sequential read.
+    """
+
+    origin: str  # For messages: tensor name and file.
+    shape: tuple[int, ...]  # In our layout; checked before anything is read.
+    read: Callable[[slice | None], np.ndarray]
+    chunk_axis: int = 0
+
+
+# Large tensors are read in parts of about this size, so a transposed tensor is
+# assembled on the host with no second full-size temporary.
+CHUNK_BYTES = 4 * 2**20
+
+
+def _read_whole(source: Source, dtype: np.dtype) -> np.ndarray:
+    nbytes = int(np.prod(source.shape)) * dtype.itemsize
+    if nbytes <= CHUNK_BYTES or not source.shape:
+        return np.asarray(source.read(None), dtype=dtype)
+    out = np.empty(source.shape, dtype)
+    axis = source.chunk_axis
+    n = source.shape[axis]
+    step = max(1, n * CHUNK_BYTES // nbytes)
+    for start in range(0, n, step):
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(start, min(n, start + step))
+        out[tuple(index)] = source.read(index[axis])
+    return out
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnums=3)
+def _write_part(buffer: jax.Array, part: jax.Array, offset: jax.Array, axis: int) -> jax.Array:
+    return jax.lax.dynamic_update_slice_in_dim(buffer, part, offset, axis)
+
+
+def _place(source: Source, sharding: jax.sharding.Sharding | None, dtype) -> jax.Array:
+    """Puts one tensor on its device(s).
+
+    JAX always copies host buffers, so a whole-tensor upload briefly holds the
+    tensor twice. Large tensors bound for one device are instead written in
+    parts into a donated device buffer: the host never holds more than a part.
+    Parts have one shape (the last overlaps its predecessor), so this compiles
+    once per tensor shape.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(source.shape)) * dtype.itemsize
+    one_device = sharding is None or len(sharding.device_set) == 1
+    if one_device and source.shape and nbytes > 4 * CHUNK_BYTES:
+        axis = source.chunk_axis
+        n = source.shape[axis]
+        step = max(1, n * CHUNK_BYTES // nbytes)
+        buffer = jnp.zeros(source.shape, dtype, device=sharding)
+        for start in range(0, n, step):
+            start = min(start, n - step)
+            part = np.asarray(source.read(slice(start, start + step)), dtype=dtype)
+            buffer = _write_part(buffer, jax.device_put(part, sharding), start, axis)
+        return buffer
+    array = _read_whole(source, dtype)
     if sharding is None:
-        return jnp.asarray(array)
+        # Not jnp.asarray: it stages a second host copy (measured: 3x the tensor).
+        return jax.device_put(array)
     return jax.make_array_from_callback(array.shape, sharding, lambda idx: array[idx])
 
 
 def assemble(
     expected: dict[str, tuple[int, ...]],
-    items: Iterator[tuple[str, str, Callable[[], np.ndarray], tuple[int, ...]]],
+    items: Iterator[tuple[str | None, Source]],
     shardings: Any,
     dtype: Any,
     where: str,
@@ -195,28 +270,28 @@ def assemble(
 
     Args:
       expected: from `abstract_param_shapes`.
-      items: (param path or None if unmappable, origin for messages, getter,
-        shape); `getter` returns the tensor already in our layout and `shape`
-        is that layout's shape, checked before anything is read.
+      items: (param path, or None where the name maps to no parameter; source).
       shardings: a tree like the params of target shardings, or None.
     """
     flat_shardings = traverse_util.flatten_dict(shardings, sep="/") if shardings is not None else {}
     out: dict[str, jax.Array] = {}
     seen: set[str] = set()
     problems: list[str] = []
-    for path, origin, getter, shape in items:
+    for path, source in items:
         if path not in expected:
             target = f" (-> {path})" if path else ""
-            problems.append(f"unexpected tensor {origin}{target} in {where}")
+            problems.append(f"unexpected tensor {source.origin}{target} in {where}")
             continue
         seen.add(path)
         want = expected[path]
-        if tuple(shape) != want:
+        if tuple(source.shape) != want:
             problems.append(
-                f"{path}: expected shape {want}, found {tuple(shape)} ({origin} in {where})"
+                f"{path}: expected shape {want}, found {tuple(source.shape)} "
+                f"({source.origin} in {where})"
             )
             continue
-        out[path] = _place(getter(), flat_shardings.get(path), dtype)
+        if not problems:  # Nothing is read once the checkpoint is known to be bad.
+            out[path] = _place(source, flat_shardings.get(path), dtype)
     for path in sorted(set(expected) - seen):
         problems.append(f"missing tensor for {path} (expected shape {expected[path]}) in {where}")
     if problems:
@@ -225,6 +300,20 @@ def assemble(
             + "\n  ".join(problems)
         )
     return traverse_util.unflatten_dict(out, sep="/")
+
+
+def hf_source(tensors: HFTensors, name: str, transpose: bool) -> Source:
+    """A 2-D-or-less HF tensor, transposed to our `[in, out]` layout if asked."""
+    shape = tensors.shape(name)
+    origin = f"{name} [{tensors.file(name)}]"
+    if not transpose:
+        return Source(origin, shape, lambda part: tensors.get(name, part), 0)
+
+    def read(part):
+        return np.ascontiguousarray(tensors.get(name, part).T)
+
+    # File rows are our columns: parts run along our last axis.
+    return Source(origin, shape[::-1], read, len(shape) - 1)
 
 
 # ---------------------------------------------------------------------------
@@ -261,29 +350,13 @@ def load_hf_t5(
             try:
                 mapped = t5_lib.hf_to_t5x_name(config, name)
             except KeyError:
-                yield None, f"{name} [{tensors.file(name)}]", None, tensors.shape(name)
+                yield None, hf_source(tensors, name, False)
                 continue
-            if mapped is None:
-                continue
-            path, transpose = mapped
-            shape = tensors.shape(name)
-            shape = shape[::-1] if transpose else shape
-            yield path, f"{name} [{tensors.file(name)}]", _getter(name, transpose), shape
+            if mapped is not None:
+                yield mapped[0], hf_source(tensors, name, mapped[1])
         if not config.logits_via_embedding and "lm_head.weight" not in names:
             # HF ties `lm_head` to `shared` when the file holds no separate copy.
-            yield (
-                "decoder/logits_dense/kernel",
-                "shared.weight (tied lm_head)",
-                _getter("shared.weight", True),
-                tensors.shape("shared.weight")[::-1],
-            )
-
-    def _getter(name, transpose):
-        def get():
-            x = tensors.get(name)
-            return np.ascontiguousarray(x.T) if transpose else x
-
-        return get
+            yield "decoder/logits_dense/kernel", hf_source(tensors, "shared.weight", True)
 
     return config, assemble(_t5_shapes(config), items(), shardings, dtype, str(directory))
 
@@ -313,6 +386,66 @@ def _atomic_write(path: pathlib.Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# HF LLaMA directories.
+# ---------------------------------------------------------------------------
+
+
+def _llama_shapes(config: llama_lib.LlamaConfig) -> dict[str, tuple[int, ...]]:
+    return abstract_param_shapes(lambda: llama_lib.init_fn(config)(jax.random.PRNGKey(0)))
+
+
+def load_hf_llama(
+    directory: PathLike,
+    shardings: Any = None,
+    dtype: Any = jnp.float32,
+    config: llama_lib.LlamaConfig | None = None,
+    **config_overrides: Any,
+) -> tuple[llama_lib.LlamaConfig, dict[str, Any]]:
+    """Loads an HF `LlamaForCausalLM` directory tensor by tensor into our params.
+
+    Same contract and errors as `load_hf_t5`: every missing, unexpected or
+    mis-shaped tensor is reported in one `CheckpointError`. HF's q/k rows need
+    no permutation (our RoPE is HF's rotate-half, see `models/llama.py`).
+
+    Returns:
+      (config, params).
+    """
+    config = config or llama_lib.from_hf_config(read_hf_config(directory), **config_overrides)
+    tensors = HFTensors(directory)
+
+    def items():
+        for name in tensors.names():
+            try:
+                mapped = llama_lib.hf_to_llama_name(config, name)
+            except KeyError:
+                yield None, hf_source(tensors, name, False)
+                continue
+            if mapped is not None:
+                path, transpose = mapped
+                yield path, hf_source(tensors, name, transpose)
+
+    return config, assemble(_llama_shapes(config), items(), shardings, dtype, str(directory))
+
+
+def export_hf_llama(params: Any, config: llama_lib.LlamaConfig, directory: PathLike) -> None:
+    """Writes `config.json` + `model.safetensors` that HF `LlamaForCausalLM` loads."""
+    from safetensors.numpy import save_file
+
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, np.ndarray] = {}
+    for path, value in traverse_util.flatten_dict(params, sep="/").items():
+        value = np.asarray(jax.device_get(value))
+        name, transpose = llama_lib.llama_to_hf_name(config, path)
+        tensors[name] = np.ascontiguousarray(value.T if transpose else value)
+    hf_config = llama_lib.to_hf_config(config)
+    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
+    tmp = d / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, d / "model.safetensors")
 
 
 # ---------------------------------------------------------------------------
@@ -353,30 +486,27 @@ def load_t5x(
         )
     flat = traverse_util.flatten_dict(target, sep="/", is_leaf=lambda _, x: _is_ts_spec(x))
 
-    def getter(leaf):
-        if not _is_ts_spec(leaf):
-            return lambda: np.asarray(leaf)
-
-        def read():
+    def read(leaf, part):
+        if _is_ts_spec(leaf):
             import tensorstore as ts
 
             spec = json.loads(json.dumps(leaf))
             kv = spec["kvstore"]
-            if kv.get("driver") in ("file", "gfile", "gcs") and not str(
-                kv.get("path", "")
-            ).startswith(("/", "gs://")):
+            if not str(kv.get("path", "")).startswith(("/", "gs://")):
+                # T5X writes paths relative to the checkpoint directory.
                 kv.update(driver="file", path=str(index.parent / kv["path"]))
                 kv.pop("bucket", None)
-            return ts.open(spec, open=True, read=True).result().read().result()
-
-        return read
+            store = ts.open(spec, open=True, read=True).result()
+            return (store if part is None else store[part]).read().result()
+        return np.asarray(leaf if part is None else leaf[part])
 
     def shape_of(leaf):
-        if _is_ts_spec(leaf):
-            return tuple(leaf["metadata"]["shape"])
-        return np.shape(leaf)
+        return tuple(leaf["metadata"]["shape"]) if _is_ts_spec(leaf) else np.shape(leaf)
 
-    items = ((k, k, getter(v), shape_of(v)) for k, v in flat.items())
+    items = (
+        (k, Source(f"{k} [{index.name}]", shape_of(v), functools.partial(read, v)))
+        for k, v in flat.items()
+    )
     return assemble(_t5_shapes(config), items, shardings, dtype, str(index))
 
 

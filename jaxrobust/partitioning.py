@@ -38,6 +38,10 @@ def standard_logical_axis_rules(shard_embed_over_data: bool = False) -> tuple:
         ("vocab", MODEL),
         ("mlp", MODEL),
         ("heads", MODEL),
+        # Key/value heads of grouped-query attention (LLaMA): often fewer than
+        # the model-parallel devices, so replicated; their kernels still split
+        # over `joined_kv`.
+        ("kv_heads", None),
         ("kv", None),
         ("joined_kv", MODEL),
         ("embed", DATA if shard_embed_over_data else None),
@@ -48,6 +52,29 @@ def standard_logical_axis_rules(shard_embed_over_data: bool = False) -> tuple:
         ("prompt_embed", None),
     ]
     return tuple(rules)
+
+
+def fit_rules_to_dims(
+    rules: LogicalRules, mesh: Mesh, dims: dict[str, Sequence[int]]
+) -> tuple:
+    """Replicates the logical axes whose sizes the mesh axis would not divide.
+
+    JAX arrays must split evenly, and some checkpoints have sizes that do not:
+    Alpaca's and WizardLM-7B's vocabulary of 32001 rows cannot go over a `model`
+    axis of 2, 4 or 8. Such an axis is mapped to None (replicated) instead.
+
+    Args:
+      dims: logical axis name -> every size it takes in the model (e.g. from
+        `llama.logical_dims`).
+    """
+    out = []
+    for name, mesh_axis in rules:
+        sizes = dims.get(name, ())
+        n = 1
+        for ax in (mesh_axis,) if isinstance(mesh_axis, str) else (mesh_axis or ()):
+            n *= mesh.shape[ax]
+        out.append((name, None if any(s % n for s in sizes) else mesh_axis))
+    return tuple(out)
 
 
 def make_mesh(data: int = -1, model: int = 1, devices: Sequence[Any] | None = None) -> Mesh:
@@ -86,7 +113,9 @@ def active(mesh: Mesh, rules: LogicalRules) -> Iterator[None]:
     `nn.with_logical_constraint` in the model reads both while a function is
     traced; jitted functions must therefore be traced inside this context.
     """
-    with jax.sharding.use_mesh(mesh), nn.logical_axis_rules(rules):
+    # `jax.set_mesh` (JAX >= 0.7) is also a context manager; older JAX has use_mesh.
+    set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh
+    with set_mesh(mesh), nn.logical_axis_rules(rules):
         yield
 
 
