@@ -54,9 +54,7 @@ def standard_logical_axis_rules(shard_embed_over_data: bool = False) -> tuple:
     return tuple(rules)
 
 
-def fit_rules_to_dims(
-    rules: LogicalRules, mesh: Mesh, dims: dict[str, Sequence[int]]
-) -> tuple:
+def fit_rules_to_dims(rules: LogicalRules, mesh: Mesh, dims: dict[str, Sequence[int]]) -> tuple:
     """Replicates the logical axes whose sizes the mesh axis would not divide.
 
     JAX arrays must split evenly, and some checkpoints have sizes that do not:
