@@ -38,7 +38,13 @@ class HFTokenizer:
         self.eos_id = tok.eos_token_id
         # LLaMA-style vocabularies have no pad token; id 0 there is <unk>, so
         # padding reuses EOS and masks are always explicit, never `id != 0`.
+        self.unk_id = tok.unk_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        if self.pad_id is not None and self.pad_id == self.unk_id and self.eos_id is not None:
+            # Some LLaMA fine-tunes (Vicuna v1.5, WizardLM's scripts) declare
+            # pad = <unk>; pad with EOS instead, so padding never uses the id
+            # that real text produces for unknown characters.
+            self.pad_id = self.eos_id
         self.bos_id = tok.bos_token_id
         self.vocab_size = len(tok)
 
