@@ -41,8 +41,8 @@ class HFTokenizer:
         self.unk_id = tok.unk_token_id
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         if self.pad_id is not None and self.pad_id == self.unk_id and self.eos_id is not None:
-            # Some LLaMA fine-tunes (Vicuna v1.5, WizardLM's scripts) declare
-            # pad = <unk>; pad with EOS instead, so padding never uses the id
+            # Some LLaMA set-ups declare pad = <unk> (WizardLM's inference scripts
+            # set pad id 0); pad with EOS instead, so padding never uses the id
             # that real text produces for unknown characters.
             self.pad_id = self.eos_id
         self.bos_id = tok.bos_token_id
