@@ -31,6 +31,13 @@ class HFTokenizer:
         from transformers import AutoTokenizer
 
         self.directory = str(directory)
+        names = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "tokenizer.model")
+        if not any(os.path.exists(os.path.join(self.directory, n)) for n in names):
+            found = sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else None
+            raise FileNotFoundError(
+                f"{directory}: no tokenizer files (expected one of {', '.join(names)}); "
+                f"found {found if found is not None else 'no such directory'}"
+            )
         self._tok = AutoTokenizer.from_pretrained(self.directory)
         tok = self._tok
         if tok.pad_token_id is None and tok.eos_token_id is None:
