@@ -1,0 +1,147 @@
+"""Greedy decoding with the KV cache, and matching generated text to answer options.
+
+Pure functions of (config, params, arrays), jitted by `jaxrobust.inference`.
+Imports only JAX and the model (no SeqIO, TensorFlow or gin), so it runs on
+machines that have nothing else.
+
+Decoding runs `max_new_tokens` steps inside one `lax.while_loop`: the encoder
+and the cross-attention keys/values are computed once, each step feeds one
+token per row through the decoder with the self-attention cache. A row stops at
+its own EOS (later positions are `pad_id`, as HF `generate` pads finished
+rows); the loop exits early once every row has stopped.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust.models import t5
+
+Array = jax.Array
+INVALID = -1  # The prediction of an output that matches no option.
+
+
+def greedy_decode(
+    config: t5.T5Config,
+    params: Any,
+    inputs: Array,
+    max_new_tokens: int,
+    option_targets: Array | None = None,
+    option_mask: Array | None = None,
+    prefix_embeddings: Array | None = None,
+) -> tuple[Array, Array | None]:
+    """Greedy (argmax) decoding; optionally scores options on the greedy path.
+
+    Args:
+      inputs: `[B, S]` encoder tokens padded with `pad_id`.
+      max_new_tokens: decoding steps (static).
+      option_targets: optional `[B, O, L]` option tokens. When given, step `t`
+        adds `log p_t(option[t])` to each option's score, where `p_t` is the
+        distribution of the *greedy* decode at step `t` (Sun et al.'s reading
+        of option scores from the generation logits), for `t` below the row's
+        shortest option length. Decoding then never stops early (every step's
+        distribution is needed); rows past EOS are fed `pad_id`, as in HF.
+      option_mask: `[B, O, L]`, True on real option tokens; all-False rows
+        are absent options (score -inf).
+
+    Returns:
+      (tokens `[B, max_new_tokens]` with `pad_id` after each row's EOS,
+       option scores `[B, O]` float32 or None).
+    """
+    model = t5.T5(config)
+    variables = {"params": params}
+    encoded, enc_mask = model.apply(variables, inputs, prefix_embeddings, method=t5.T5.encode)
+    cross = model.apply(variables, encoded, method=t5.T5.cross_kv)
+    b = inputs.shape[0]
+    cache = t5.init_cache(config, b, max_new_tokens)
+    scoring = option_targets is not None
+    if scoring:
+        o, length = option_targets.shape[1:]
+        lengths = option_mask.sum(-1)  # [B, O]
+        min_len = jnp.min(jnp.where(lengths > 0, lengths, length + 1), axis=-1)  # [B]
+        scores0 = jnp.zeros((b, o), jnp.float32)
+    else:
+        scores0 = jnp.zeros((b, 0), jnp.float32)
+
+    def body(state):
+        i, token, cache, done, out, scores = state
+        logits, cache = model.apply(
+            variables, encoded, enc_mask, token, cache, cross, method=t5.T5.decode
+        )
+        logits = logits[:, 0]  # [B, V]
+        nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # Lowest id wins ties, as torch.
+        nxt = jnp.where(done, config.pad_id, nxt)
+        out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
+        if scoring:
+            logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+            step_tokens = jax.lax.dynamic_index_in_dim(option_targets, i, axis=2, keepdims=False)
+            picked = jnp.take_along_axis(logp, step_tokens, axis=-1)  # [B, O]
+            scores = scores + jnp.where((i < min_len)[:, None], picked, 0.0)
+        done = done | (nxt == config.eos_id)
+        return i + 1, nxt[:, None], cache, done, out, scores
+
+    def cond(state):
+        i, _, _, done, _, _ = state
+        return (i < max_new_tokens) & (scoring | ~jnp.all(done))
+
+    state = (
+        jnp.zeros((), jnp.int32),
+        jnp.full((b, 1), config.pad_id, jnp.int32),  # T5's decoder start token is pad.
+        cache,
+        jnp.zeros((b,), bool),
+        jnp.full((b, max_new_tokens), config.pad_id, jnp.int32),
+        scores0,
+    )
+    _, _, _, _, out, scores = jax.lax.while_loop(cond, body, state)
+    if not scoring:
+        return out, None
+    return out, jnp.where(option_mask.any(-1), scores, -jnp.inf)
+
+
+# ---------------------------------------------------------------------------
+# Verbalizer: generated text -> option index.
+# ---------------------------------------------------------------------------
+
+_PUNCT = re.compile(f"[{re.escape(string.punctuation)}\u2018\u2019\u201c\u201d]")
+# "A", "(A)", "A.", "A)", "Option A", "Answer: A", "(A) text" -> letter A.
+_LETTER = re.compile(
+    r"^\s*(?:(?:the\s+)?(?:answer|option)\s*(?:is)?\s*:?\s*)?\(?([a-z])\)?[.:)]?(?:\s|$)",
+    re.IGNORECASE,
+)
+
+
+def normalize(text: str) -> str:
+    """Lower case, NFKC, punctuation removed, whitespace collapsed and stripped."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(_PUNCT.sub(" ", text).split())
+
+
+def match_option(generated: str, options: Sequence[str], letters: bool = True) -> int:
+    """The option a generated answer names, or `INVALID` (-1).
+
+    In order: the normalised text equals exactly one option's normalised text;
+    else (when `letters`) the answer is an option letter ("B", "(b)", "Answer:
+    B", "(B) text") within range, the first option being "A". Anything else,
+    including text equal to two options, is `INVALID`: never a guess.
+    """
+    norm = normalize(generated)
+    hits = [i for i, opt in enumerate(options) if normalize(opt) == norm]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1 or not letters:
+        return INVALID
+    m = _LETTER.match(generated)
+    if m:
+        k = ord(m.group(1).upper()) - ord("A")
+        rest = normalize(generated[m.end() :])
+        # "(B) text" must name option B's text when it names any text.
+        if 0 <= k < len(options) and (not rest or rest == normalize(options[k])):
+            return k
+    return INVALID

@@ -1,0 +1,539 @@
+"""Batched, bucketed, sharded inference: rank classification, generation, pooling.
+
+Three layers, from the inside out:
+
+1. Pure functions of `(config, params, batch)`: `option_log_likelihoods`
+   (differentiable; the soft-prompt trainer's scorer), `sun_option_scores`,
+   `pooled_encoder_states` and `generation.greedy_decode`.
+2. Host-side preparation: tokenising with truncation that only ever shortens
+   the passage (`truncate_to_fit`, `truncate_passage`), and padding to buckets.
+3. `Engine`: sorts examples by length, cuts fixed-size batches, pads every
+   dimension to a bucket (input length, option count, option length; short
+   batches get dummy rows) so an evaluation compiles a bounded set of
+   programs, runs jitted functions with explicit shardings (batch over `data`,
+   weights over `model`), and returns results in input order.
+
+Scoring modes of `Engine.rank_classify`:
+- `"standard"` (default): the teacher-forced log-likelihood of each option's
+  tokens (EOS included) given the input; the encoder runs once per example and
+  all its options go through one `[B, O, L]` decoder call.
+- `"sun"`: a reproduction of Sun et al. (2023, "Evaluating the Zero-shot
+  Robustness of Instruction-tuned Language Models"): inputs cut to 512 tokens
+  at the end (as HF `truncation=True` does, EOS kept); option scores read from
+  the distributions of a *greedy* decode, summed over the first
+  min-option-length tokens (option tokens without EOS). We sum log-probs where
+  they sum logits: over the same steps for every option the per-step
+  normaliser is shared, so the ranking is the same.
+- `"ni"`: a reproduction of Ni et al.'s exact-match scoring: greedy generation,
+  then the prediction is the option whose normalised text equals the output
+  (`generation.match_option(..., letters=False)`), else `INVALID`.
+
+Ties (equal scores) go to the lowest option index (`np.argmax`).
+
+Multi-host: each process passes its own examples; the processes agree (one
+all-gather) on the number of steps and each step's bucket shapes, and a
+process that runs out of examples runs all-dummy batches, so every process
+makes the same calls with the same shapes.
+
+Model adapters: everything T5-specific sits in `T5Adapter` (how a rank batch
+is laid out and which model functions run). A decoder-only model adds an
+adapter that tokenises prompt+option together and scores the tokens after the
+prompt boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust import generation, partitioning
+from jaxrobust.models import t5
+
+Array = jax.Array
+INVALID = generation.INVALID
+
+# ---------------------------------------------------------------------------
+# Pure, jittable scoring functions.
+# ---------------------------------------------------------------------------
+
+
+def option_log_likelihoods(
+    config: t5.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+    average: bool = False,
+) -> Array:
+    """Log-likelihood of each option given the input; differentiable in params/prefix.
+
+    Args:
+      batch: `inputs` `[B, S]` encoder tokens (pad 0); `targets` `[B, O, L]`
+        option tokens, right-padded; `target_mask` `[B, O, L]`, True on real
+        option tokens (an all-False row is an absent option).
+      prefix_embeddings: optional soft prompt `[P, D]` or `[B, P, D]`.
+      average: mean per token instead of the sum.
+
+    Returns:
+      `[B, O]` float32; absent options are -inf.
+    """
+    model = t5.T5(config)
+    variables = {"params": params}
+    encoded, mask = model.apply(variables, batch["inputs"], prefix_embeddings, method=t5.T5.encode)
+    targets = batch["targets"]
+    # Teacher forcing: decoder input is the target shifted right after the start token.
+    start = jnp.full(targets.shape[:-1] + (1,), config.pad_id, targets.dtype)
+    dec_in = jnp.concatenate([start, targets[..., :-1]], axis=-1)
+    logits, _ = model.apply(variables, encoded, mask, dec_in, method=t5.T5.decode)  # [B,O,L,V]
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    token_lp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, O, L]
+    tmask = batch["target_mask"]
+    total = jnp.sum(jnp.where(tmask, token_lp, 0.0), axis=-1)
+    if average:
+        total = total / jnp.maximum(tmask.sum(-1), 1)
+    return jnp.where(tmask.any(-1), total, -jnp.inf)
+
+
+def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+    """Sun et al.'s option scores `[B, O]` (see the module docstring)."""
+    steps = batch["targets"].shape[-1]
+    _, scores = generation.greedy_decode(
+        config, params, batch["inputs"], steps, batch["targets"], batch["target_mask"]
+    )
+    return scores
+
+
+def pooled_encoder_states(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+    """Mean of the final encoder states over non-pad positions: `[B, D]` float32."""
+    encoded, mask = t5.T5(config).apply({"params": params}, batch["inputs"], method=t5.T5.encode)
+    m = mask[..., None].astype(jnp.float32)
+    return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Truncation that only shortens the passage.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncatable:
+    """An input whose passage may be shortened: `render(k)` keeps its first k words.
+
+    `render` must keep everything else (instruction, options, answer cue) whole
+    for every k; tasks build it from their template.
+    """
+
+    render: Callable[[int], str]
+    num_words: int  # Words in the full passage; render(num_words) is the full input.
+
+
+def truncate_to_fit(
+    render: Callable[[int], str],
+    num_words: int,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+) -> tuple[str, int]:
+    """The longest passage prefix whose rendered input fits `max_tokens`.
+
+    Binary search over k in [0, num_words] (token counts grow with k).
+
+    Returns:
+      (rendered text, words kept); `words kept < num_words` means truncated.
+
+    Raises:
+      ValueError: the input does not fit even with the passage removed.
+    """
+    if count_tokens(render(num_words)) <= max_tokens:
+        return render(num_words), num_words
+    empty = render(0)
+    if count_tokens(empty) > max_tokens:
+        raise ValueError(
+            f"input has {count_tokens(empty)} tokens with the passage removed, more than "
+            f"max_tokens={max_tokens}; shorten the instruction or options, or raise "
+            f"max_input_len. Input starts: {empty[:200]!r}"
+        )
+    lo, hi = 0, num_words  # render(lo) fits; render(hi) does not.
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_tokens(render(mid)) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid
+    return render(lo), lo
+
+
+def truncate_passage(
+    before: str,
+    passage: str,
+    after: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+) -> tuple[str, bool]:
+    """`before + passage + after`, the passage cut at a word boundary to fit.
+
+    The segment form of `truncate_to_fit`: `before` (e.g. the instruction) and
+    `after` (options, answer cue) are never cut. Returns (text, truncated).
+    """
+    words = passage.split(" ")
+    text, kept = truncate_to_fit(
+        lambda k: before + " ".join(words[:k]) + after, len(words), count_tokens, max_tokens
+    )
+    return text, kept < len(words)
+
+
+# ---------------------------------------------------------------------------
+# Buckets.
+# ---------------------------------------------------------------------------
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket >= n."""
+    for b in buckets:
+        if n <= b:
+            return b
+    raise ValueError(f"size {n} exceeds the largest bucket {buckets[-1]} (buckets {buckets})")
+
+
+def power_of_two_buckets(lo: int, hi: int) -> tuple[int, ...]:
+    """lo, 2lo, 4lo, ... below hi, then hi itself."""
+    out, b = [], lo
+    while b < hi:
+        out.append(b)
+        b *= 2
+    return tuple(out) + (hi,)
+
+
+@dataclasses.dataclass
+class RankResult:
+    """One example's rank classification."""
+
+    scores: np.ndarray  # [O] option scores (log-likelihoods; 1/0 exact matches for "ni").
+    prediction: int  # Option index, or INVALID (-1) for an unmatched generation.
+    probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni").
+    truncated: bool  # The input was shortened to fit.
+    generated: str | None = None  # The generated text ("ni" mode).
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+# ---------------------------------------------------------------------------
+# Model adapter.
+# ---------------------------------------------------------------------------
+
+
+class T5Adapter:
+    """The T5-specific parts of the engine: batch layout and jittable functions."""
+
+    def __init__(self, config: t5.T5Config):
+        self.config = config
+
+    def param_logical_axes(self) -> Any:
+        return t5.param_logical_axes(self.config)
+
+    def rank_batch(self, inputs, options, s: int, o: int, length: int, rows: int):
+        """Pads token lists to `inputs [rows, s]`, `targets/target_mask [rows, o, length]`."""
+        pad = self.config.pad_id
+        x = np.full((rows, s), pad, np.int32)
+        tg = np.full((rows, o, length), pad, np.int32)
+        for i, ids in enumerate(inputs):
+            x[i, : len(ids)] = ids
+        for i, opts in enumerate(options):
+            for j, ids in enumerate(opts):
+                tg[i, j, : len(ids)] = ids
+        lens = np.zeros((rows, o), np.int32)
+        for i, opts in enumerate(options):
+            lens[i, : len(opts)] = [len(ids) for ids in opts]
+        mask = np.arange(length)[None, None, :] < lens[..., None]
+        return {"inputs": x, "targets": tg, "target_mask": mask}
+
+    def functions(self) -> dict[str, Callable]:
+        cfg = self.config
+        return {
+            "standard": lambda p, b: option_log_likelihoods(cfg, p, b),
+            "standard_mean": lambda p, b: option_log_likelihoods(cfg, p, b, average=True),
+            "sun": lambda p, b: sun_option_scores(cfg, p, b),
+            "pool": lambda p, b: pooled_encoder_states(cfg, p, b),
+        }
+
+    def generate_fn(self, max_new_tokens: int) -> Callable:
+        return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]
+
+
+# ---------------------------------------------------------------------------
+# Engine.
+# ---------------------------------------------------------------------------
+
+
+def _agree_max(local: np.ndarray) -> np.ndarray:
+    """Element-wise max of `local` over processes (identity on one host)."""
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    return np.max(multihost_utils.process_allgather(local), axis=0)
+
+
+def _local_rows(arr: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in order."""
+    if jax.process_count() == 1:
+        return np.asarray(arr)
+    shards = {s.index[0].start or 0: np.asarray(s.data) for s in arr.addressable_shards}
+    return np.concatenate([shards[k] for k in sorted(shards)], axis=0)
+
+
+class Engine:
+    """Scores and generates for lists of rendered inputs; see the module docstring.
+
+    Args:
+      model_config: a `t5.T5Config`.
+      params: the parameter tree (host or device; placed into shardings here).
+      tokenizer: `jaxrobust.tokenizer` interface (`encode`, `decode`, ids).
+      mesh: defaults to all devices, data-parallel (`make_mesh()`).
+      rules: logical axis rules; defaults to the standard ones.
+      batch_size: global rows per step (a multiple of the `data` axis size and
+        of the process count); short batches are padded with dummy rows.
+      max_input_len: encoder tokens; longer inputs are truncated.
+      length_buckets / option_len_buckets / option_count_buckets: padded sizes.
+      sun_max_input_len: the Sun et al. mode's truncation length.
+      ni_max_new_tokens: the Ni et al. mode's generation length; None uses the
+        option-length bucket of the longest option.
+    """
+
+    def __init__(
+        self,
+        model_config: t5.T5Config,
+        params: Any,
+        tokenizer: Any,
+        mesh: jax.sharding.Mesh | None = None,
+        rules: partitioning.LogicalRules | None = None,
+        batch_size: int = 32,
+        max_input_len: int = 512,
+        length_buckets: Sequence[int] | None = None,
+        option_len_buckets: Sequence[int] = (4, 8, 16, 32, 64, 128),
+        option_count_buckets: Sequence[int] = (2, 4, 8, 16, 32, 64),
+        sun_max_input_len: int = 512,
+        ni_max_new_tokens: int | None = None,
+    ):
+        self.config = model_config
+        self.adapter = T5Adapter(model_config)
+        self.tokenizer = tokenizer
+        self.mesh = mesh if mesh is not None else partitioning.make_mesh()
+        self.rules = rules if rules is not None else partitioning.standard_logical_axis_rules()
+        data = self.mesh.shape[partitioning.DATA]
+        if batch_size % data or batch_size % jax.process_count():
+            raise ValueError(
+                f"batch_size={batch_size} must be a multiple of the mesh's data axis ({data}) "
+                f"and of the process count ({jax.process_count()})"
+            )
+        self.batch_size = batch_size
+        self.local_batch = batch_size // jax.process_count()
+        self.max_input_len = max_input_len
+        self.length_buckets = tuple(length_buckets or power_of_two_buckets(32, max_input_len))
+        self.option_len_buckets = tuple(option_len_buckets)
+        self.option_count_buckets = tuple(option_count_buckets)
+        self.sun_max_input_len = sun_max_input_len
+        self.ni_max_new_tokens = ni_max_new_tokens
+        self.param_shardings = partitioning.logical_to_shardings(
+            self.adapter.param_logical_axes(), self.mesh, self.rules
+        )
+        self.params = partitioning.shard_params(params, self.param_shardings)
+        self.trace_counts: dict[str, int] = {}  # Traces (= compilations) per function.
+        self._fns: dict[Any, Callable] = {}
+
+    # -- jitted functions -----------------------------------------------------
+
+    def _jitted(self, name: str, fn: Callable, out_ndim: int) -> Callable:
+        if name not in self._fns:
+
+            def counted(params, batch):
+                self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
+                return fn(params, batch)
+
+            batch_shardings = {
+                k: partitioning.batch_sharding(self.mesh, nd)
+                for k, nd in (("inputs", 2), ("targets", 3), ("target_mask", 3))
+            }
+            jitted = jax.jit(
+                counted,
+                in_shardings=(self.param_shardings, batch_shardings),
+                out_shardings=partitioning.batch_sharding(self.mesh, out_ndim),
+            )
+            self._fns[name] = jitted
+        return self._fns[name]
+
+    def _run(self, name: str, fn: Callable, out_ndim: int, local: dict[str, np.ndarray]):
+        jitted = self._jitted(name, fn, out_ndim)
+        # Every function takes the same three arrays, so one sharding tree serves all.
+        local = dict(local)
+        rows = local["inputs"].shape[0]
+        local.setdefault("targets", np.zeros((rows, 1, 1), np.int32))
+        local.setdefault("target_mask", np.zeros((rows, 1, 1), bool))
+        batch = {k: partitioning.put_global_batch(v, self.mesh) for k, v in local.items()}
+        with partitioning.active(self.mesh, self.rules):
+            return _local_rows(jitted(self.params, batch))
+
+    # -- host-side preparation ------------------------------------------------
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    def encode_input(self, x: str | Truncatable, max_len: int) -> tuple[list[int], bool]:
+        """Token ids of one input and whether it was truncated.
+
+        A `Truncatable` loses passage words only. A plain string that is too long
+        keeps its first `max_len - 1` tokens and EOS (T5X/HF behaviour, which can
+        cut an answer cue at the end; pass a `Truncatable` to avoid that).
+        """
+        if isinstance(x, Truncatable):
+            text, kept = truncate_to_fit(x.render, x.num_words, self._count, max_len)
+            return self.tokenizer.encode(text), kept < x.num_words
+        ids = self.tokenizer.encode(x)
+        if len(ids) <= max_len:
+            return ids, False
+        return ids[: max_len - 1] + [self.tokenizer.eos_id], True
+
+    def _plan(self, lengths: list[tuple[int, ...]], buckets: list[Sequence[int]]):
+        """Orders examples by size and agrees per-step bucket shapes across hosts.
+
+        Returns (order, steps): `order` the local example indices, longest first;
+        `steps[k]` the bucketed shape tuple of step k (same on every process).
+        """
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        n_local = -(-len(order) // self.local_batch)
+        n_steps = int(_agree_max(np.array([n_local]))[0])
+        shapes = np.zeros((n_steps, len(buckets)), np.int64)
+        for k in range(n_local):
+            rows = [lengths[i] for i in order[k * self.local_batch : (k + 1) * self.local_batch]]
+            shapes[k] = [bucket(max(r[d] for r in rows), buckets[d]) for d in range(len(buckets))]
+        shapes = _agree_max(shapes)
+        # A step no process has examples for would be all zeros: use the smallest buckets.
+        for k in range(n_steps):
+            for d, bs in enumerate(buckets):
+                shapes[k, d] = max(shapes[k, d], bs[0])
+        return order, [tuple(int(v) for v in row) for row in shapes]
+
+    # -- public API -----------------------------------------------------------
+
+    def rank_classify(
+        self,
+        inputs: Sequence[str | Truncatable],
+        options: Sequence[Sequence[str]],
+        mode: str = "standard",
+        average: bool = False,
+    ) -> list[RankResult]:
+        """Scores every option of every input; results in input order.
+
+        Args:
+          inputs: rendered inputs (or `Truncatable`s), this process's examples.
+          options: per input, its answer options (counts may differ).
+          mode: "standard", "sun" or "ni" (see the module docstring).
+          average: "standard" only: mean per-token log-likelihood.
+        """
+        if len(inputs) != len(options):
+            raise ValueError(f"{len(inputs)} inputs but {len(options)} option lists")
+        if mode == "ni":
+            return self._rank_by_generation(inputs, options)
+        if mode not in ("standard", "sun"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'standard', 'sun' or 'ni'")
+        max_len = self.sun_max_input_len if mode == "sun" else self.max_input_len
+        enc = [self.encode_input(x, max_len) for x in inputs]
+        # Sun et al. compare option tokens without EOS; standard scores EOS too.
+        add_eos = mode == "standard"
+        opt_ids = [[self.tokenizer.encode(o, add_eos=add_eos) for o in opts] for opts in options]
+        for i, opts in enumerate(opt_ids):
+            if not opts or any(len(ids) == 0 for ids in opts):
+                raise ValueError(f"example {i}: empty option list or an option with no tokens")
+        sizes = [
+            (len(ids), len(opts), max(len(o) for o in opts))
+            for (ids, _), opts in zip(enc, opt_ids, strict=True)
+        ]
+        length_buckets = (
+            self.length_buckets if mode == "standard" else (power_of_two_buckets(32, max_len))
+        )
+        buckets = [length_buckets, self.option_count_buckets, self.option_len_buckets]
+        order, steps = self._plan(sizes, buckets)
+        name = "standard_mean" if (mode == "standard" and average) else mode
+        fn = self.adapter.functions()[name]
+        results: list[RankResult | None] = [None] * len(inputs)
+        for k, (s, o, length) in enumerate(steps):
+            idx = order[k * self.local_batch : (k + 1) * self.local_batch]
+            local = self.adapter.rank_batch(
+                [enc[i][0] for i in idx],
+                [opt_ids[i] for i in idx],
+                s,
+                o,
+                length,
+                self.local_batch,
+            )
+            scores = self._run(name, fn, 2, local)
+            for row, i in enumerate(idx):
+                sc = np.asarray(scores[row, : len(options[i])], np.float64)
+                results[i] = RankResult(
+                    scores=sc,
+                    prediction=int(np.argmax(sc)),  # Ties -> lowest index.
+                    probs=_softmax(sc),
+                    truncated=enc[i][1],
+                )
+        return results  # type: ignore[return-value]
+
+    def _rank_by_generation(self, inputs, options) -> list[RankResult]:
+        longest = max(len(self.tokenizer.encode(o)) for opts in options for o in opts)
+        steps = self.ni_max_new_tokens or bucket(longest, self.option_len_buckets)
+        texts, truncated = self._generate(inputs, steps)
+        out = []
+        for text, trunc, opts in zip(texts, truncated, options, strict=True):
+            pred = generation.match_option(text, opts, letters=False)
+            onehot = np.zeros(len(opts))
+            if pred != INVALID:
+                onehot[pred] = 1.0
+            out.append(RankResult(onehot, pred, onehot.copy(), trunc, text))
+        return out
+
+    def _generate(self, inputs, max_new_tokens: int) -> tuple[list[str], list[bool]]:
+        enc = [self.encode_input(x, self.max_input_len) for x in inputs]
+        order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
+        name = f"generate_{max_new_tokens}"
+        fn = self.adapter.generate_fn(max_new_tokens)
+        texts: list[str] = [""] * len(inputs)
+        for k, (s,) in enumerate(steps):
+            idx = order[k * self.local_batch : (k + 1) * self.local_batch]
+            local = self.adapter.rank_batch([enc[i][0] for i in idx], [], s, 1, 1, self.local_batch)
+            tokens = self._run(name, fn, 2, {"inputs": local["inputs"]})
+            for row, i in enumerate(idx):
+                texts[i] = self.tokenizer.decode([int(t) for t in tokens[row]])
+        return texts, [t for _, t in enc]
+
+    def generate(self, inputs: Sequence[str | Truncatable], max_new_tokens: int) -> list[str]:
+        """Greedy continuations (new text only, up to EOS), in input order."""
+        return self._generate(inputs, max_new_tokens)[0]
+
+    def generate_and_match(
+        self,
+        inputs: Sequence[str | Truncatable],
+        options: Sequence[Sequence[str]],
+        max_new_tokens: int,
+    ) -> list[tuple[str, int]]:
+        """Generates, then maps each output to an option (letters allowed) or INVALID."""
+        texts = self.generate(inputs, max_new_tokens)
+        return [(t, generation.match_option(t, o)) for t, o in zip(texts, options, strict=True)]
+
+    def pooled_encoder_states(self, inputs: Sequence[str | Truncatable]) -> np.ndarray:
+        """`[N, D]` float32: each input's final encoder states averaged over its tokens."""
+        enc = [self.encode_input(x, self.max_input_len) for x in inputs]
+        order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
+        out = np.zeros((len(inputs), self.config.emb_dim), np.float32)
+        fn = self.adapter.functions()["pool"]
+        for k, (s,) in enumerate(steps):
+            idx = order[k * self.local_batch : (k + 1) * self.local_batch]
+            local = self.adapter.rank_batch([enc[i][0] for i in idx], [], s, 1, 1, self.local_batch)
+            pooled = self._run("pool", fn, 2, {"inputs": local["inputs"]})
+            out[idx] = pooled[: len(idx)]
+        return out
