@@ -14,22 +14,12 @@ an ORGANIZATION), plus no_relation. A gold relation whose types do not match
 gold label and get answer_index -1.
 """
 
+from jaxrobust.semeval_scorer import RELATIONS as SEMEVAL_RELATIONS
+
 # SemEval-2010 Task 8 in the order of the HF `sem_eval_2010_task_8` ClassLabel,
 # which is the order of PromptSource's answer_choices for the data set.
 SEMEVAL_LABELS = tuple(
-    f"{rel}({args})"
-    for rel in (
-        "Cause-Effect",
-        "Component-Whole",
-        "Content-Container",
-        "Entity-Destination",
-        "Entity-Origin",
-        "Instrument-Agency",
-        "Member-Collection",
-        "Message-Topic",
-        "Product-Producer",
-    )
-    for args in ("e1,e2", "e2,e1")
+    f"{rel}({args})" for rel in SEMEVAL_RELATIONS for args in ("e1,e2", "e2,e1")
 ) + ("Other",)
 
 # Each SemEval relation as a statement about its first and second argument.
