@@ -1,0 +1,189 @@
+"""The record file format: one JSONL file per (model, task), verified on read.
+
+Layout of a file (one JSON object per line, keys sorted, so equal contents are
+equal bytes)::
+
+    {"kind": "header", "task": ..., "template_id": ..., "provenance": ...,
+     "dataset": ..., "format": ..., "n_examples": N, "data_fingerprint": ...,
+     "config": {...}, "format_version": 1}
+    {"kind": "record", "example_id": ..., "scores": [...], "prediction": ...,
+     "predicted_label": ..., "gold_label": ..., "correct": ..., "truncated": ...}
+    ...                                 N records in the task's example order
+    {"kind": "chunk", "end": n, "pooled_sum": [...]?}   after each committed chunk
+    {"kind": "footer", "n_records": N, "sha256": <hex of every byte above>}
+
+`PartialWriter` appends committed chunks to ``<file>.partial`` (flushed and
+fsynced per chunk) and renames it onto the final name once the footer is in,
+so a final name never holds an unfinished file; `read_records` verifies a
+final file and raises `RecordsError` naming it when anything is off. This
+module needs neither JAX nor the task registry, so reports read records
+without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+RECORDS_DIR = "records"
+log = logging.getLogger(__name__)
+
+
+class RecordsError(ValueError):
+    """A record file that cannot be used; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+def line(obj: dict) -> bytes:
+    # sort_keys + fixed separators: equal contents give equal bytes. Python's
+    # float repr round-trips, so scores read back exactly.
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
+def records_path(output_dir: str | os.PathLike, model: str, task: str) -> pathlib.Path:
+    return pathlib.Path(output_dir) / RECORDS_DIR / model / (task.replace(":", "__") + ".jsonl")
+
+
+@dataclasses.dataclass
+class RecordFile:
+    """A verified record file."""
+
+    path: pathlib.Path
+    header: dict  # Task, template, provenance, config, data fingerprint, n_examples.
+    records: list[dict]  # One per example, in the task's order.
+    pooled_sum: np.ndarray | None  # [D] sum of pooled encoder states, when recorded.
+
+
+def read_records(path: str | os.PathLike) -> RecordFile:
+    """Reads and verifies a complete record file.
+
+    Raises:
+      RecordsError: unreadable, not JSON, no footer, checksum or record count
+        wrong; the message names the file and the problem.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RecordsError(path, f"cannot read: {e}") from None
+    body, sep, last = data.rstrip(b"\n").rpartition(b"\n")
+    try:
+        footer = json.loads(last)
+    except ValueError:
+        footer = None
+    if not sep or not isinstance(footer, dict) or footer.get("kind") != "footer":
+        raise RecordsError(path, "no footer line: the file is truncated or not a record file")
+    body += b"\n"
+    if hashlib.sha256(body).hexdigest() != footer.get("sha256"):
+        raise RecordsError(path, "checksum mismatch: the file was modified or corrupted")
+    header, records, pooled = None, [], None
+    for i, raw in enumerate(body.splitlines()):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise RecordsError(path, f"line {i + 1} is not JSON") from None
+        kind = obj.get("kind")
+        if i == 0:
+            if kind != "header" or obj.get("format_version") != FORMAT_VERSION:
+                raise RecordsError(path, f"line 1 is not a version-{FORMAT_VERSION} header")
+            header = obj
+        elif kind == "record":
+            records.append(obj)
+        elif kind == "chunk" and obj.get("pooled_sum") is not None:
+            s = np.asarray(obj["pooled_sum"], np.float64)
+            pooled = s if pooled is None else pooled + s
+    n = header["n_examples"]
+    if len(records) != n or footer.get("n_records") != n:
+        raise RecordsError(
+            path, f"{len(records)} records, footer {footer.get('n_records')}, header expects {n}"
+        )
+    return RecordFile(path, header, records, pooled)
+
+
+class PartialWriter:
+    """Appends committed chunks to `<final>.partial`; `finish` renames it into place."""
+
+    def __init__(self, final: pathlib.Path, header: dict, chunk_size: int):
+        self.final, self.partial = final, final.with_name(final.name + ".partial")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        header_line = line(header)
+        committed, self.n_done = self._committed_prefix(header_line, chunk_size)
+        mode = "r+b" if committed else "w+b"
+        self.f = open(self.partial, mode)  # noqa: SIM115 (closed in finish / close)
+        if committed:
+            self.f.truncate(committed)  # Drop a half-written chunk after the last commit.
+            self.f.seek(committed)
+        else:
+            self.f.write(header_line)
+            self._sync()
+
+    def _committed_prefix(self, header_line: bytes, chunk_size: int) -> tuple[int, int]:
+        """(bytes, records) of the partial file up to its last chunk line; (0, 0) = restart."""
+        try:
+            data = self.partial.read_bytes()
+        except FileNotFoundError:
+            return 0, 0
+        if not data.startswith(header_line):
+            log.warning("%s: made with other settings or data; starting it again", self.partial)
+            return 0, 0
+        offset, n, committed = len(header_line), 0, (len(header_line), 0)
+        for raw in data[offset:].split(b"\n")[:-1]:  # The last piece has no newline yet.
+            offset += len(raw) + 1
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                break
+            if obj.get("kind") == "record":
+                n += 1
+            elif obj.get("kind") == "chunk" and obj.get("end") == n:
+                committed = (offset, n)
+        if committed[1] % chunk_size and committed[1] != 0:
+            # Chunk boundaries moved (chunk_size changed): a resumed file would not
+            # equal an uninterrupted one; start again.
+            return 0, 0
+        return committed
+
+    def _sync(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def append_chunk(self, records: list[dict], pooled_sum: np.ndarray | None) -> None:
+        self.n_done += len(records)
+        chunk = {"kind": "chunk", "end": self.n_done}
+        if pooled_sum is not None:
+            chunk["pooled_sum"] = [float(v) for v in pooled_sum]
+        self.f.write(b"".join(line({"kind": "record", **r}) for r in records) + line(chunk))
+        self._sync()
+
+    def finish(self) -> None:
+        self.f.seek(0)
+        body = self.f.read()
+        footer = {"kind": "footer", "n_records": self.n_done}
+        footer["sha256"] = hashlib.sha256(body).hexdigest()
+        self.f.write(line(footer))
+        self._sync()
+        self.f.close()
+        os.replace(self.partial, self.final)  # Atomic: the final name is complete or absent.
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+    """Writes JSON atomically (temp file + os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
