@@ -78,7 +78,8 @@ class ModelSpec:
     prompt_format: str = "none"  # prompt_formats name wrapping each input (LLaMA family).
     series: str = ""  # Size-curve grouping, e.g. 'flan-t5'; '' = no curve.
     params_b: float = 0.0  # Parameters in billions (x axis of the size curve).
-    observed_collections: tuple[str, ...] = ()  # Collections it was tuned on; () = any.
+    # Collections whose observed:<c> templates it was tuned on; "*" = any, () = none.
+    observed_collections: tuple[str, ...] = ("*",)
     soft_prompt: str = ""  # .npy file of learned prefix embeddings [P, D]; '' = none.
     seed: int = 0  # Random-weight init seed (no checkpoint).
     dtype: str = "float32"  # Parameter dtype on device ('float32' or 'bfloat16').
