@@ -1,6 +1,16 @@
 """jaxrobust's command line: one function per command.
 
   python -m jaxrobust.main score [--checkpoint HF_DIR] [--preset tiny] [--seed 0]
+  python -m jaxrobust.main eval --gin_file=gin_configs/runs/eval.gin \
+      --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
+      --gin.MIXTURES="['jr:semeval:re#all']" --gin.OUTPUT_DIR="'/tmp/out'"
+  python -m jaxrobust.main report --output_dir=/tmp/out
+
+`eval` is the T5X-style main job: gin files and `--gin.NAME=value` bindings
+configure `evaluation.run` (gin files register library callables with
+`dynamic_registration`; gin is imported here only), and it writes per-example
+records under OUTPUT_DIR (see `jaxrobust/evaluation.py`). `report` turns an
+output directory into tables and plots (`jaxrobust/report.py`).
 
 `score` rank-classifies a handful of instruction prompts, each phrased several
 ways, and prints every option's log-likelihood, the prediction, and how many
@@ -12,15 +22,15 @@ show the machinery working, not a model's knowledge.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import pathlib
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust import checkpoints
-from jaxrobust.models import t5
-from jaxrobust.tokenizer import ByteTokenizer, HFTokenizer
+# The repository root: `--gin_file=gin_configs/...` resolves from any directory.
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # One question, three phrasings: the robustness question in miniature.
 DEMO_PROMPTS = [
@@ -47,6 +57,13 @@ def _pad(rows: list[list[int]], length: int) -> np.ndarray:
 
 
 def score(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrobust import checkpoints
+    from jaxrobust.models import t5
+    from jaxrobust.tokenizer import ByteTokenizer, HFTokenizer
+
     if args.checkpoint:
         config, params = checkpoints.load_hf_t5(args.checkpoint)
         tokenizer = HFTokenizer(args.checkpoint)
@@ -99,6 +116,56 @@ def score(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------
+
+
+def _find_gin_file(name: str, search_paths: list[str]) -> str:
+    """`name` as given, else under a search path or the repository root."""
+    for base in ["", *search_paths, str(REPO_ROOT)]:
+        path = os.path.join(base, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"gin file {name!r} not found here, under {search_paths or 'no --gin_search_paths'}, "
+        f"or under the repository root {REPO_ROOT}"
+    )
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import gin
+
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()  # Multi-host: before any JAX computation.
+    from jaxrobust import evaluation
+
+    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
+    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
+    run = gin.get_configurable(evaluation.run)
+    statuses = run(gin_config=gin.config_str())
+    for model, files in statuses.items():
+        counts = {s: list(files.values()).count(s) for s in ("written", "resumed", "skipped")}
+        print(f"{model}: {len(files)} record files ({counts})")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace) -> int:
+    from jaxrobust import report as report_lib
+
+    out = report_lib.write_report(args.output_dir, n_resamples=args.n_resamples, seed=args.seed)
+    print((out / "summary.md").read_text())
+    print(f"tables and plots: {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # Entry point.
 # ---------------------------------------------------------------------------
 
@@ -112,10 +179,29 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("score", help="rank-classify demo prompts (default command)")
     p.add_argument("--checkpoint", help="HF T5 directory (config.json, weights, tokenizer)")
-    p.add_argument("--preset", default="tiny", help=f"random-weight preset: {sorted(t5.PRESETS)}")
+    p.add_argument(
+        "--preset", default="tiny", help="random-weight T5 preset (models/t5.py PRESETS)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["score"])
-    return {"score": score}[args.command](args)
+    p = sub.add_parser("eval", help="gin-configured robustness evaluation (evaluation.run)")
+    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
+    p.add_argument("--gin_search_paths", action="append", default=[])
+    p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    p = sub.add_parser("report", help="tables and plots from an eval output directory")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    argv = list(argv if argv is not None else sys.argv[1:]) or ["score"]
+    # T5X-style `--gin.NAME=value` flags become gin bindings `NAME=value`.
+    gin_flags = [a[len("--gin.") :] for a in argv if a.startswith("--gin.")]
+    args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
+    if gin_flags and args.command != "eval":
+        parser.error("--gin.NAME=value flags belong to the eval command")
+    if args.command == "eval":
+        args.gin_bindings = args.gin_bindings + gin_flags
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return {"score": score, "eval": evaluate, "report": report}[args.command](args)
 
 
 if __name__ == "__main__":
