@@ -142,6 +142,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from jaxrobust import evaluation
 
     files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
+    gin.clear_config()  # A caller running several evals in one process starts clean.
     gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
     run = gin.get_configurable(evaluation.run)
     statuses = run(gin_config=gin.config_str())

@@ -1,0 +1,288 @@
+"""The evaluation runner: verified record files, resume after a crash or a kill,
+corrupt files recomputed, never silently used.
+
+The end-to-end runs use the toy tasks of `tests/fixtures/eval_tasks.py` (no data
+directory needed) and a random-weight tiny T5 through `gin_configs/tiny.gin`.
+"""
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxrobust import evaluation, records
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+N_FILES = 8  # 2 toy tasks x 4 templates.
+
+
+def eval_args(out: pathlib.Path) -> list[str]:
+    return [
+        "eval",
+        "--gin_file=gin_configs/runs/eval.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        "--gin.MIXTURES=['jr:toyqa:qa#all', 'jr:toyre:re#all']",
+        f"--gin.OUTPUT_DIR='{out}'",
+        "--gin.TASK_MODULES=['eval_tasks']",
+    ]
+
+
+def run_in_process(out: pathlib.Path) -> None:
+    if str(FIXTURES) not in sys.path:
+        sys.path.insert(0, str(FIXTURES))
+    from jaxrobust import main
+
+    assert main.main(eval_args(out)) == 0
+
+
+def record_files(out: pathlib.Path) -> dict[str, bytes]:
+    files = sorted((out / "records" / "tiny-t5").glob("*.jsonl"))
+    return {p.name: p.read_bytes() for p in files}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> pathlib.Path:
+    """An uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference")
+    run_in_process(out)
+    assert len(record_files(out)) == N_FILES
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The file format, without a model.
+# ---------------------------------------------------------------------------
+
+
+def _header(n: int, **extra) -> dict:
+    return {
+        "kind": "header",
+        "format_version": records.FORMAT_VERSION,
+        "task": "jr:x:qa:t1",
+        "n_examples": n,
+        "config": {"model": "m"},
+        **extra,
+    }
+
+
+def _fake_scorer(fail_at: int | None = None):
+    calls = []
+
+    def score(chunk):
+        calls.append(len(chunk))
+        if fail_at is not None and len(calls) == fail_at:
+            raise RuntimeError("simulated crash")
+        rows = [
+            {
+                "example_id": ex["example_id"],
+                "scores": [float(ex["i"]) / 3, -1.5],
+                "predicted_label": "yes",
+                "gold_label": "yes",
+                "correct": True,
+            }
+            for ex in chunk
+        ]
+        return rows, np.array([1.0, 2.0 / 3])
+
+    return score, calls
+
+
+EXAMPLES = [{"example_id": f"e{i}", "i": i} for i in range(10)]
+
+
+def test_complete_file_reads_back(tmp_path):
+    path = tmp_path / "a.jsonl"
+    score, _ = _fake_scorer()
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 4) == "written"
+    f = records.read_records(path)
+    assert [r["example_id"] for r in f.records] == [f"e{i}" for i in range(10)]
+    assert f.records[1]["scores"][0] == 1 / 3  # floats round-trip exactly
+    np.testing.assert_allclose(f.pooled_sum, [3.0, 2.0])  # 3 chunks
+    assert not path.with_name("a.jsonl.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda b: b[: len(b) // 2], "no footer"),  # truncated mid-file
+        (lambda b: b[:-5], "no footer"),  # footer cut
+        (lambda b: b.replace(b'"e3"', b'"e9"'), "checksum mismatch"),  # edited record
+        (lambda b: b"", "no footer"),  # empty
+    ],
+)
+def test_damaged_file_is_named(tmp_path, damage, problem):
+    path = tmp_path / "a.jsonl"
+    evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(records.RecordsError, match=problem) as e:
+        records.read_records(path)
+    assert str(path) in str(e.value)
+
+
+def test_crash_then_resume_equals_uninterrupted(tmp_path):
+    ref = tmp_path / "ref.jsonl"
+    evaluation.evaluate_file(ref, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    path = tmp_path / "b.jsonl"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer(fail_at=3)[0], 4)
+    partial = path.with_name("b.jsonl.partial")
+    assert not path.exists() and partial.exists()
+    # A kill in the middle of a write leaves half a line after the last commit.
+    with open(partial, "ab") as f:
+        f.write(b'{"kind":"record","example_id":"e8","sco')
+    score, calls = _fake_scorer()
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 4) == "resumed"
+    assert calls == [2]  # only the last chunk was computed again
+    assert path.read_bytes() == ref.read_bytes()
+    # Complete: skipped without being opened for writing.
+    before = os.stat(path)
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer()[0], 4) == "skipped"
+    after = os.stat(path)
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+def test_partial_from_other_settings_restarts(tmp_path):
+    path = tmp_path / "c.jsonl"
+    with pytest.raises(RuntimeError):
+        evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer(fail_at=2)[0], 4)
+    score, calls = _fake_scorer()
+    evaluation.evaluate_file(path, _header(10, data_fingerprint="new"), EXAMPLES, score, 4)
+    assert calls == [4, 4, 2]
+    assert records.read_records(path).header["data_fingerprint"] == "new"
+
+
+def test_complete_file_from_other_settings_is_refused(tmp_path):
+    path = tmp_path / "d.jsonl"
+    evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    with pytest.raises(records.RecordsError, match="config differ") as e:
+        evaluation.evaluate_file(
+            path, _header(10, config={"model": "other"}), EXAMPLES, _fake_scorer()[0], 4
+        )
+    assert str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# The runner on a tiny model.
+# ---------------------------------------------------------------------------
+
+
+def test_reference_run_records(reference):
+    files = record_files(reference)
+    assert len(files) == N_FILES
+    f = records.read_records(reference / "records" / "tiny-t5" / "jr__toyre__re__toyre_u1.jsonl")
+    assert f.header["provenance"] == "unobserved" and f.header["n_examples"] == 8
+    r = f.records[0]
+    assert set(r) >= {
+        "example_id",
+        "template_id",
+        "provenance",
+        "scores",
+        "prediction",
+        "predicted_label",
+        "gold_label",
+        "truncated",
+        "correct",
+    }
+    assert r["predicted_label"] == r["option_labels"][int(np.argmax(r["scores"]))]
+    (meta_path,) = (reference / "runs").glob("run-*.json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["git_commit"] and meta["package_version"]
+    assert "evaluation.ModelSpec.preset = 'tiny'" in meta["gin_config"]
+    assert set(meta["data_fingerprints"]) == {
+        json.loads(b.splitlines()[0])["task"] for b in files.values()
+    }
+
+
+DRIVER = """
+import pathlib, sys, time
+from jaxrobust import evaluation, main
+marker, stop_at = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+make_scorer = evaluation.make_scorer
+def hanging(*args, **kwargs):
+    score, calls = make_scorer(*args, **kwargs), [0]
+    def wrapped(chunk):
+        calls[0] += 1
+        if calls[0] == stop_at:  # the test kills us while we wait here
+            marker.write_text("waiting")
+            time.sleep(600)
+        return score(chunk)
+    return wrapped
+evaluation.make_scorer = hanging
+sys.exit(main.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("sig, stop_at", [(signal.SIGKILL, 6), (signal.SIGTERM, 12)])
+def test_kill_and_rerun(reference, tmp_path, sig, stop_at):
+    out, marker = tmp_path / "out", tmp_path / "marker"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), str(REPO)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(marker), str(stop_at), *eval_args(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(
+                f"driver ended before the kill point:\n{proc.stdout.read().decode()[-3000:]}"
+            )
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == -sig
+    # 2 chunks (4 examples each) per file: (stop_at - 1) // 2 files are complete,
+    # and with an odd number of committed chunks a .partial holds one.
+    done = sorted((out / "records" / "tiny-t5").glob("*.jsonl"))
+    partials = sorted((out / "records" / "tiny-t5").glob("*.partial"))
+    assert len(done) == (stop_at - 1) // 2 and len(partials) == 1
+    stats = {p.name: (os.stat(p).st_ino, os.stat(p).st_mtime_ns) for p in done}
+
+    run_in_process(out)
+
+    assert record_files(out) == record_files(reference)  # byte for byte
+    assert {
+        p: (
+            os.stat(out / "records" / "tiny-t5" / p).st_ino,
+            os.stat(out / "records" / "tiny-t5" / p).st_mtime_ns,
+        )
+        for p in stats
+    } == stats
+    assert not list((out / "records" / "tiny-t5").glob("*.partial"))
+    runs = sorted((out / "runs").glob("run-*.json"))
+    files = json.loads(runs[-1].read_text())["models"]["tiny-t5"]["files"]
+    statuses = sorted(files.values())
+    assert statuses.count("skipped") == len(done) and statuses.count("resumed") == 1
+
+
+def test_corrupt_and_truncated_files_are_recomputed(reference, tmp_path, caplog):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    model_dir = out / "records" / "tiny-t5"
+    corrupt = model_dir / "jr__toyqa__qa__toyqa_o2.jsonl"
+    truncated = model_dir / "jr__toyre__re__toyre_o1.jsonl"
+    # One edited value (a flipped flag): the checksum no longer matches.
+    corrupt.write_bytes(corrupt.read_bytes().replace(b'"truncated":false', b'"truncated":true', 1))
+    truncated.write_bytes(truncated.read_bytes()[:700])
+    for path in (corrupt, truncated):
+        with pytest.raises(records.RecordsError) as e:
+            records.read_records(path)
+        assert str(path) in str(e.value)
+    with caplog.at_level(logging.ERROR, logger="jaxrobust.evaluation"):
+        run_in_process(out)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert str(corrupt) in logged and str(truncated) in logged
+    assert record_files(out) == record_files(reference)
+    assert corrupt.with_name(corrupt.name + ".corrupt").exists()
+    assert truncated.with_name(truncated.name + ".corrupt").exists()
