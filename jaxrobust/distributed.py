@@ -1,0 +1,136 @@
+"""Multi-host start-up: JAX's own multi-process runtime, one program per host.
+
+Every host runs the same command. `initialize` joins them before anything
+touches a JAX backend:
+
+- TPU VM slices: `jax.distributed.initialize()` with no arguments; JAX reads
+  the slice's metadata.
+- SLURM (GPU clusters): recognised from `SLURM_JOB_ID` / `SLURM_NTASKS`; JAX's
+  SLURM detection supplies coordinator, process count and id.
+- Anything else (GPU clusters without SLURM, CPU tests on loopback): explicit
+  coordinator address, process count and id, from arguments or from
+  `JAXROBUST_COORDINATOR`, `JAXROBUST_NUM_PROCESSES`, `JAXROBUST_PROCESS_ID`.
+- One host: nothing to do.
+
+On CPU, cross-process collectives use gloo. TensorFlow (SeqIO's input
+pipeline) is kept off accelerators, and log lines name the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """How this process joins the others."""
+
+    kind: str  # 'single', 'explicit', 'slurm' or 'tpu'.
+    coordinator: str | None = None  # host:port of process 0 (explicit only).
+    num_processes: int = 1
+    process_id: int = 0
+
+
+def resolve_cluster(
+    env: Mapping[str, str],
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> Cluster:
+    """Decides how to start from arguments first, then the environment."""
+    coordinator = coordinator or env.get("JAXROBUST_COORDINATOR")
+    if num_processes is None and env.get("JAXROBUST_NUM_PROCESSES"):
+        num_processes = int(env["JAXROBUST_NUM_PROCESSES"])
+    if process_id is None and env.get("JAXROBUST_PROCESS_ID"):
+        process_id = int(env["JAXROBUST_PROCESS_ID"])
+    given = [x is not None for x in (coordinator, num_processes, process_id)]
+    if any(given):
+        if not all(given):
+            raise ValueError(
+                "explicit multi-host start needs coordinator address, process count and "
+                f"process id together; got coordinator={coordinator!r}, "
+                f"num_processes={num_processes!r}, process_id={process_id!r}"
+            )
+        if not 0 <= process_id < num_processes:
+            raise ValueError(f"process_id {process_id} is not in [0, {num_processes})")
+        if num_processes == 1:
+            return Cluster("single")
+        return Cluster("explicit", coordinator, num_processes, process_id)
+    if "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return Cluster("slurm", None, int(env["SLURM_NTASKS"]), int(env.get("SLURM_PROCID", 0)))
+    workers = env.get("TPU_WORKER_HOSTNAMES", "")
+    if len([w for w in workers.split(",") if w]) > 1:
+        return Cluster("tpu", None, len(workers.split(",")), int(env.get("TPU_WORKER_ID", 0)))
+    return Cluster("single")
+
+
+_STARTED: Cluster | None = None
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> Cluster:
+    """Joins the other hosts (idempotent); call before any other JAX call."""
+    global _STARTED
+    if _STARTED is not None:
+        return _STARTED
+    cluster = resolve_cluster(os.environ, coordinator, num_processes, process_id)
+    if cluster.kind != "single":
+        if os.environ.get("JAX_PLATFORMS", "").startswith("cpu"):
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        if cluster.kind == "explicit":
+            jax.distributed.initialize(
+                cluster.coordinator, cluster.num_processes, cluster.process_id
+            )
+        else:
+            jax.distributed.initialize()
+    hide_accelerators_from_tensorflow()
+    setup_logging()
+    _STARTED = cluster
+    return cluster
+
+
+def hide_accelerators_from_tensorflow() -> None:
+    """SeqIO's TensorFlow must not take GPU/TPU memory that JAX uses."""
+    if "tensorflow" not in sys.modules:
+        return  # `jaxrobust.tasks.registry` hides them when it imports TensorFlow.
+    tf = sys.modules["tensorflow"]
+    for kind in ("GPU", "TPU"):
+        try:
+            tf.config.set_visible_devices([], kind)
+        except (RuntimeError, ValueError):
+            pass  # Already initialised, or no such device type.
+
+
+def is_writer() -> bool:
+    """Only process 0 writes files (records, reports, checkpoint metadata)."""
+    return jax.process_index() == 0
+
+
+class _ProcessFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.process_label = f"{jax.process_index()}/{jax.process_count()}"
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines start with `[process i/n]`, so interleaved host logs stay readable."""
+    root = logging.getLogger("jaxrobust")
+    if any(getattr(h, "_jaxrobust", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler._jaxrobust = True  # type: ignore[attr-defined]
+    handler.addFilter(_ProcessFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s [process %(process_label)s] %(name)s: %(message)s")
+    )
+    root.addHandler(handler)
+    root.setLevel(level)
