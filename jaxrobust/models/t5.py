@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrobust.models import prompts
+
 Array = jax.Array
 # Additive attention bias for masked keys. Large but finite, so a row whose keys
 # are all masked stays finite (T5X uses the same value).
@@ -506,7 +508,10 @@ class T5(nn.Module):
         self.decoder = Decoder(self.config, self.token_embedder)
 
     def encode(
-        self, encoder_input_tokens: Array, prefix_embeddings: Array | None = None
+        self,
+        encoder_input_tokens: Array,
+        prefix_embeddings: Array | None = None,
+        combine: prompts.Combine = prompts.prefix_concat,
     ) -> tuple[Array, Array]:
         """Runs the encoder.
 
@@ -514,6 +519,8 @@ class T5(nn.Module):
           encoder_input_tokens: `[B, S]`, padded with `pad_id`.
           prefix_embeddings: optional `[B, P, D]` (or `[P, D]`) input embeddings
             placed before the token embeddings (soft prompts); always attended.
+          combine: how the prompt joins the token embeddings and mask
+            (`prompts.prefix_concat`: before them).
 
         Returns:
           (encoded `[B, P+S, D]`, mask `[B, P+S]`).
@@ -521,11 +528,7 @@ class T5(nn.Module):
         mask = encoder_input_tokens != self.config.pad_id
         x = self.token_embedder(encoder_input_tokens)
         if prefix_embeddings is not None:
-            prefix = jnp.asarray(prefix_embeddings, x.dtype)
-            if prefix.ndim == 2:
-                prefix = jnp.broadcast_to(prefix[None], (x.shape[0],) + prefix.shape)
-            x = jnp.concatenate([prefix, x], axis=1)
-            mask = jnp.concatenate([jnp.ones(prefix.shape[:2], bool), mask], axis=1)
+            x, mask = combine(prefix_embeddings, x, mask)
         return self.encoder(x, mask), mask
 
     def cross_kv(self, encoded: Array) -> list[tuple[Array, Array]]:
