@@ -33,6 +33,7 @@ setuptools.setup(
         "tensorstore",
         "scipy",
         "matplotlib",
+        "tensorboardX",  # training.py event files (no TensorFlow/TensorBoard needed).
     ],
     extras_require={
         "test": [
