@@ -177,36 +177,57 @@ def _tokenizer(spec: ModelSpec):
     return tokenizer.HFTokenizer(directory)
 
 
+def _engine_formats_prompts() -> bool:
+    """Whether `inference.Engine` applies prompt formats itself (and has a LLaMA adapter)."""
+    import inspect
+
+    from jaxrobust import inference
+
+    return "prompt_format" in inspect.signature(inference.Engine).parameters
+
+
 def build_engine(spec: ModelSpec, options: EvalOptions):
     """Loads (or randomly initialises) a model into an `inference.Engine`."""
     import jax
     import jax.numpy as jnp
 
     from jaxrobust import checkpoints, inference, partitioning
-    from jaxrobust.models import t5
+    from jaxrobust.models import llama, t5
 
-    if spec.family != "t5":
-        # The engine's model adapter is T5's; a decoder-only adapter is pending.
+    if spec.family not in ("t5", "llama"):
+        raise ValueError(f"model {spec.name!r}: unknown family {spec.family!r} (t5 or llama)")
+    engine_formats = _engine_formats_prompts()
+    if spec.family == "llama" and not engine_formats:
         raise NotImplementedError(
-            f"model {spec.name!r}: family {spec.family!r} is not supported by "
-            "inference.Engine yet (it has a T5 adapter only)"
+            f"model {spec.name!r}: this inference.Engine has no decoder-only (LLaMA) adapter"
         )
+    lib = {"t5": t5, "llama": llama}[spec.family]
     tok = _tokenizer(spec)
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
     rules = partitioning.standard_logical_axis_rules()
     dtype = jnp.dtype(spec.dtype)
     if spec.checkpoint:
-        config = t5.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
-        shardings = partitioning.logical_to_shardings(t5.param_logical_axes(config), mesh, rules)
-        config, params = checkpoints.load_hf_t5(spec.checkpoint, shardings=shardings, dtype=dtype)
+        config = lib.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
     else:
-        config = t5.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
-        variables = t5.T5(config).init(jax.random.PRNGKey(spec.seed), *t5.dummy_inputs())
+        config = lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
+    if spec.family == "llama":
+        # Axes the mesh does not divide (a 32001-row vocabulary) are replicated.
+        rules = partitioning.fit_rules_to_dims(rules, mesh, llama.logical_dims(config))
+    if spec.checkpoint:
+        shardings = partitioning.logical_to_shardings(lib.param_logical_axes(config), mesh, rules)
+        load = {"t5": checkpoints.load_hf_t5, "llama": checkpoints.load_hf_llama}[spec.family]
+        config, params = load(spec.checkpoint, shardings=shardings, dtype=dtype, config=config)
+    else:
+        if spec.family == "t5":
+            variables = t5.T5(config).init(jax.random.PRNGKey(spec.seed), *t5.dummy_inputs())
+        else:
+            variables = llama.init_fn(config)(jax.random.PRNGKey(spec.seed))
         params = jax.tree_util.tree_map(
             lambda x: (x.value if hasattr(x, "value") else x).astype(dtype),
             variables["params"],
             is_leaf=lambda x: hasattr(x, "value"),
         )
+    kwargs = {"prompt_format": spec.prompt_format} if engine_formats else {}
     return inference.Engine(
         config,
         params,
@@ -215,6 +236,7 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
         rules=rules,
         batch_size=options.batch_size,
         max_input_len=options.max_input_len,
+        **kwargs,
     )
 
 
@@ -327,7 +349,11 @@ def make_scorer(
     """chunk of examples -> (records, pooled-state sum or None); a collective call."""
     from jaxrobust import prompt_formats
 
-    fmt = prompt_formats.get_format(spec.prompt_format)
+    # An engine with a `prompt_format` wraps inputs itself (and knows where the
+    # prompt ends for truncation); an older one gets them wrapped here.
+    fmt = prompt_formats.get_format(
+        "none" if getattr(engine, "prompt_format", None) is not None else spec.prompt_format
+    )
     kwargs: dict[str, Any] = {"mode": options.mode, "average": options.average}
     if soft_prompt is not None:
         import inspect
