@@ -1,14 +1,17 @@
 """Greedy decoding with the KV cache, and matching generated text to answer options.
 
 Pure functions of (config, params, arrays), jitted by `jaxrobust.inference`.
-Imports only JAX and the model (no SeqIO, TensorFlow or gin), so it runs on
+Imports only JAX and the models (no SeqIO, TensorFlow or gin), so it runs on
 machines that have nothing else.
 
-Decoding runs `max_new_tokens` steps inside one `lax.while_loop`: the encoder
-and the cross-attention keys/values are computed once, each step feeds one
-token per row through the decoder with the self-attention cache. A row stops at
-its own EOS (later positions are `pad_id`, as HF `generate` pads finished
-rows); the loop exits early once every row has stopped.
+Decoding runs `max_new_tokens` steps inside one `lax.while_loop`. T5
+(`greedy_decode`): the encoder and the cross-attention keys/values are computed
+once, each step feeds one token per row through the decoder with the
+self-attention cache. LLaMA (`greedy_decode_llama`): the left-padded prompts are
+prefilled into the cache in one call, each step feeds one token per row; only
+the new tokens are returned, never the prompt. A row stops at its own EOS
+(later positions are filled, as HF `generate` pads finished rows); the loop
+exits early once every row has stopped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.models import t5
+from jaxrobust.models import llama, t5
 
 Array = jax.Array
 INVALID = -1  # The prediction of an output that matches no option.
@@ -99,6 +102,84 @@ def greedy_decode(
         jnp.full((b, max_new_tokens), config.pad_id, jnp.int32),
         scores0,
     )
+    _, _, _, _, out, scores = jax.lax.while_loop(cond, body, state)
+    if not scoring:
+        return out, None
+    return out, jnp.where(option_mask.any(-1), scores, -jnp.inf)
+
+
+def greedy_decode_llama(
+    config: llama.LlamaConfig,
+    params: Any,
+    tokens: Array,
+    mask: Array,
+    max_new_tokens: int,
+    option_targets: Array | None = None,
+    option_mask: Array | None = None,
+    prefix_embeddings: Array | None = None,
+) -> tuple[Array, Array | None]:
+    """Greedy continuation of left-padded prompts; optionally Sun et al.'s option scores.
+
+    Args:
+      tokens: `[B, S]` prompts, LEFT-padded (every row ends at column S-1).
+      mask: `[B, S]` bool, True on real tokens (never inferred from ids).
+      max_new_tokens: decoding steps (static).
+      option_targets / option_mask: as in `greedy_decode` (`[B, O, L]`).
+      prefix_embeddings: optional soft prompt `[P, D]` or `[B, P, D]`.
+
+    Returns:
+      (NEW tokens only `[B, max_new_tokens]`, `eos_id` after each row's EOS
+       (HF's fill when no pad token is set), option scores `[B, O]` or None).
+    """
+    model = llama.Llama(config)
+    variables = {"params": params}
+    mask = jnp.asarray(mask, bool)
+    b, s = tokens.shape
+    p = 0 if prefix_embeddings is None else prefix_embeddings.shape[-2]
+    cache = llama.init_cache(config, b, p + s + max_new_tokens)
+    positions = llama.positions_from_mask(mask, offset=p)
+    logits, cache = model.apply(variables, tokens, positions, mask, cache, prefix_embeddings)
+    first = p + mask.sum(-1).astype(jnp.int32)  # [B] position of the first new token.
+    scoring = option_targets is not None
+    if scoring:
+        o, length = option_targets.shape[1:]
+        lengths = option_mask.sum(-1)  # [B, O]
+        min_len = jnp.min(jnp.where(lengths > 0, lengths, length + 1), axis=-1)  # [B]
+        scores0 = jnp.zeros((b, o), jnp.float32)
+    else:
+        scores0 = jnp.zeros((b, 0), jnp.float32)
+
+    def emit(i, logits, done, out, scores):
+        """Appends step i's token (from `logits` `[B, V]`) and adds its option scores."""
+        nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # Lowest id wins ties, as torch.
+        nxt = jnp.where(done, config.eos_id, nxt)
+        out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
+        if scoring:
+            logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+            step_tokens = jax.lax.dynamic_index_in_dim(option_targets, i, axis=2, keepdims=False)
+            picked = jnp.take_along_axis(logp, step_tokens, axis=-1)  # [B, O]
+            scores = scores + jnp.where((i < min_len)[:, None], picked, 0.0)
+        return nxt, done | (nxt == config.eos_id), out, scores
+
+    out0 = jnp.full((b, max_new_tokens), config.eos_id, jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
+    nxt, done, out, scores = emit(zero, logits[:, -1], jnp.zeros((b,), bool), out0, scores0)
+
+    def body(state):
+        i, nxt, cache, done, out, scores = state
+        # The token emitted at step i-1 sits at position first + i - 1.
+        step_positions = (first + i - 1)[:, None]
+        logits, cache = model.apply(
+            variables, nxt[:, None], step_positions, jnp.ones((b, 1), bool), cache
+        )
+        nxt, done, out, scores = emit(i, logits[:, 0], done, out, scores)
+        return i + 1, nxt, cache, done, out, scores
+
+    def cond(state):
+        i, _, _, done, _, _ = state
+        return (i < max_new_tokens) & (scoring | ~jnp.all(done))
+
+    state = (zero + 1, nxt, cache, done, out, scores)
     _, _, _, _, out, scores = jax.lax.while_loop(cond, body, state)
     if not scoring:
         return out, None

@@ -35,10 +35,18 @@ all-gather) on the number of steps and each step's bucket shapes, and a
 process that runs out of examples runs all-dummy batches, so every process
 makes the same calls with the same shapes.
 
-Model adapters: everything T5-specific sits in `T5Adapter` (how a rank batch
-is laid out and which model functions run). A decoder-only model adds an
-adapter that tokenises prompt+option together and scores the tokens after the
-prompt boundary.
+Model adapters: `Engine` picks one from the config's type. Everything
+T5-specific sits in `T5Adapter`; decoder-only models (LLaMA family) use
+`inference_llama.LlamaAdapter`, which tokenises prompt + option together,
+scores the tokens after the prompt boundary, and shares each prompt across its
+options in one packed forward pass (its module docstring says why and at what
+cost). An adapter supplies: how text becomes prompt ids (`encode_prompt`, `cut`,
+`encode_rank`), how batches are laid out (`input_batch`, `rank_batch`), and the
+jittable functions (`functions`, `generate_fn`).
+
+Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
+instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
+"### Instruction: ... ### Response:"; "none" (the default) leaves it as it is.
 """
 
 from __future__ import annotations
@@ -51,8 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust import generation, partitioning
-from jaxrobust.models import t5
+from jaxrobust import generation, inference_llama, partitioning, prompt_formats
+from jaxrobust.models import llama, t5
 
 Array = jax.Array
 INVALID = generation.INVALID
@@ -232,11 +240,32 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 class T5Adapter:
     """The T5-specific parts of the engine: batch layout and jittable functions."""
 
-    def __init__(self, config: t5.T5Config):
+    def __init__(self, config: t5.T5Config, tokenizer: Any = None):
         self.config = config
+        self.tokenizer = tokenizer
 
     def param_logical_axes(self) -> Any:
         return t5.param_logical_axes(self.config)
+
+    def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> Any:
+        return rules
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Encoder ids, EOS included."""
+        return self.tokenizer.encode(text)
+
+    def cut(self, ids: list[int], max_len: int) -> list[int]:
+        """The first `max_len - 1` tokens and EOS (T5X/HF truncation)."""
+        return ids[: max_len - 1] + [self.tokenizer.eos_id]
+
+    def encode_rank(self, text: str, options: Sequence[str], add_eos: bool):
+        """(encoder ids, per-option decoder target ids); options are tokenised alone."""
+        return self.encode_prompt(text), [
+            self.tokenizer.encode(o, add_eos=add_eos) for o in options
+        ]
+
+    def input_batch(self, inputs, s: int, rows: int) -> dict[str, np.ndarray]:
+        return {"inputs": self.rank_batch(inputs, [], s, 1, 1, rows)["inputs"]}
 
     def rank_batch(self, inputs, options, s: int, o: int, length: int, rows: int):
         """Pads token lists to `inputs [rows, s]`, `targets/target_mask [rows, o, length]`."""
@@ -289,22 +318,37 @@ def _local_rows(arr: jax.Array) -> np.ndarray:
     return np.concatenate([shards[k] for k in sorted(shards)], axis=0)
 
 
+def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) -> Any:
+    """The model adapter for a config's type."""
+    if isinstance(config, t5.T5Config):
+        return T5Adapter(config, tokenizer)
+    if isinstance(config, llama.LlamaConfig):
+        return inference_llama.LlamaAdapter(config, tokenizer, add_bos=fmt.add_bos)
+    raise TypeError(
+        f"no inference adapter for {type(config).__name__}; expected t5.T5Config or "
+        "llama.LlamaConfig"
+    )
+
+
 class Engine:
     """Scores and generates for lists of rendered inputs; see the module docstring.
 
     Args:
-      model_config: a `t5.T5Config`.
+      model_config: a `t5.T5Config` or a `llama.LlamaConfig` (picks the adapter).
       params: the parameter tree (host or device; placed into shardings here).
       tokenizer: `jaxrobust.tokenizer` interface (`encode`, `decode`, ids).
       mesh: defaults to all devices, data-parallel (`make_mesh()`).
       rules: logical axis rules; defaults to the standard ones.
       batch_size: global rows per step (a multiple of the `data` axis size and
         of the process count); short batches are padded with dummy rows.
-      max_input_len: encoder tokens; longer inputs are truncated.
+      max_input_len: encoder (T5) or prompt (LLaMA, BOS included) tokens; longer
+        inputs are truncated (T5 keeps the start, LLaMA the end with the cue).
       length_buckets / option_len_buckets / option_count_buckets: padded sizes.
       sun_max_input_len: the Sun et al. mode's truncation length.
       ni_max_new_tokens: the Ni et al. mode's generation length; None uses the
         option-length bucket of the longest option.
+      prompt_format: a `prompt_formats` name wrapped around every input (the
+        model gin's default; "none" leaves inputs as they are).
     """
 
     def __init__(
@@ -321,12 +365,15 @@ class Engine:
         option_count_buckets: Sequence[int] = (2, 4, 8, 16, 32, 64),
         sun_max_input_len: int = 512,
         ni_max_new_tokens: int | None = None,
+        prompt_format: str = "none",
     ):
         self.config = model_config
-        self.adapter = T5Adapter(model_config)
+        self.prompt_format = prompt_formats.get_format(prompt_format)
+        self.adapter = make_adapter(model_config, tokenizer, self.prompt_format)
         self.tokenizer = tokenizer
         self.mesh = mesh if mesh is not None else partitioning.make_mesh()
-        self.rules = rules if rules is not None else partitioning.standard_logical_axis_rules()
+        rules = rules if rules is not None else partitioning.standard_logical_axis_rules()
+        self.rules = self.adapter.fit_rules(rules, self.mesh)
         data = self.mesh.shape[partitioning.DATA]
         if batch_size % data or batch_size % jax.process_count():
             raise ValueError(
@@ -350,7 +397,8 @@ class Engine:
 
     # -- jitted functions -----------------------------------------------------
 
-    def _jitted(self, name: str, fn: Callable, out_ndim: int) -> Callable:
+    def _jitted(self, name: str, fn: Callable, out_ndim: int, ndims: dict[str, int]) -> Callable:
+        """`fn` jitted once per name (a name always gets the same batch keys)."""
         if name not in self._fns:
 
             def counted(params, batch):
@@ -358,8 +406,7 @@ class Engine:
                 return fn(params, batch)
 
             batch_shardings = {
-                k: partitioning.batch_sharding(self.mesh, nd)
-                for k, nd in (("inputs", 2), ("targets", 3), ("target_mask", 3))
+                k: partitioning.batch_sharding(self.mesh, nd) for k, nd in ndims.items()
             }
             jitted = jax.jit(
                 counted,
@@ -370,12 +417,7 @@ class Engine:
         return self._fns[name]
 
     def _run(self, name: str, fn: Callable, out_ndim: int, local: dict[str, np.ndarray]):
-        jitted = self._jitted(name, fn, out_ndim)
-        # Every function takes the same three arrays, so one sharding tree serves all.
-        local = dict(local)
-        rows = local["inputs"].shape[0]
-        local.setdefault("targets", np.zeros((rows, 1, 1), np.int32))
-        local.setdefault("target_mask", np.zeros((rows, 1, 1), bool))
+        jitted = self._jitted(name, fn, out_ndim, {k: v.ndim for k, v in local.items()})
         batch = {k: partitioning.put_global_batch(v, self.mesh) for k, v in local.items()}
         with partitioning.active(self.mesh, self.rules):
             return _local_rows(jitted(self.params, batch))
@@ -383,22 +425,35 @@ class Engine:
     # -- host-side preparation ------------------------------------------------
 
     def _count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text))
+        return len(self.adapter.encode_prompt(text))
+
+    def render_input(self, x: str | Truncatable, max_len: int) -> tuple[str, bool]:
+        """The prompt text of one input (format applied) and whether passage words were cut.
+
+        A `Truncatable` loses passage words until the formatted prompt fits
+        `max_len` tokens; a plain string is returned whole (see `encode_input`).
+        """
+        fmt = self.prompt_format
+        if isinstance(x, Truncatable):
+            text, kept = truncate_to_fit(
+                lambda k: fmt.apply(x.render(k)), x.num_words, self._count, max_len
+            )
+            return text, kept < x.num_words
+        return fmt.apply(x), False
 
     def encode_input(self, x: str | Truncatable, max_len: int) -> tuple[list[int], bool]:
-        """Token ids of one input and whether it was truncated.
+        """Token ids of one input (prompt format applied) and whether it was truncated.
 
         A `Truncatable` loses passage words only. A plain string that is too long
-        keeps its first `max_len - 1` tokens and EOS (T5X/HF behaviour, which can
-        cut an answer cue at the end; pass a `Truncatable` to avoid that).
+        is cut by the adapter: T5 keeps its first `max_len - 1` tokens and EOS
+        (T5X/HF behaviour, which can cut an answer cue at the end; pass a
+        `Truncatable` to avoid that); LLaMA keeps BOS and the last tokens.
         """
-        if isinstance(x, Truncatable):
-            text, kept = truncate_to_fit(x.render, x.num_words, self._count, max_len)
-            return self.tokenizer.encode(text), kept < x.num_words
-        ids = self.tokenizer.encode(x)
+        text, truncated = self.render_input(x, max_len)
+        ids = self.adapter.encode_prompt(text)
         if len(ids) <= max_len:
-            return ids, False
-        return ids[: max_len - 1] + [self.tokenizer.eos_id], True
+            return ids, truncated
+        return self.adapter.cut(ids, max_len), True
 
     def _plan(self, lengths: list[tuple[int, ...]], buckets: list[Sequence[int]]):
         """Orders examples by size and agrees per-step bucket shapes across hosts.
@@ -444,13 +499,20 @@ class Engine:
         if mode not in ("standard", "sun"):
             raise ValueError(f"unknown mode {mode!r}; expected 'standard', 'sun' or 'ni'")
         max_len = self.sun_max_input_len if mode == "sun" else self.max_input_len
-        enc = [self.encode_input(x, max_len) for x in inputs]
-        # Sun et al. compare option tokens without EOS; standard scores EOS too.
+        # Sun et al. compare option tokens without EOS; standard scores EOS too (T5).
         add_eos = mode == "standard"
-        opt_ids = [[self.tokenizer.encode(o, add_eos=add_eos) for o in opts] for opts in options]
-        for i, opts in enumerate(opt_ids):
-            if not opts or any(len(ids) == 0 for ids in opts):
-                raise ValueError(f"example {i}: empty option list or an option with no tokens")
+        enc, opt_ids = [], []
+        for i, (x, opts) in enumerate(zip(inputs, options, strict=True)):
+            if not opts:
+                raise ValueError(f"example {i}: empty option list")
+            text, truncated = self.render_input(x, max_len)
+            ids, conts = self.adapter.encode_rank(text, opts, add_eos)
+            if any(len(c) == 0 for c in conts):
+                raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
+            if len(ids) > max_len:
+                ids, truncated = self.adapter.cut(ids, max_len), True
+            enc.append((ids, truncated))
+            opt_ids.append(conts)
         sizes = [
             (len(ids), len(opts), max(len(o) for o in opts))
             for (ids, _), opts in zip(enc, opt_ids, strict=True)
@@ -505,14 +567,14 @@ class Engine:
         texts: list[str] = [""] * len(inputs)
         for k, (s,) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
-            local = self.adapter.rank_batch([enc[i][0] for i in idx], [], s, 1, 1, self.local_batch)
-            tokens = self._run(name, fn, 2, {"inputs": local["inputs"]})
+            local = self.adapter.input_batch([enc[i][0] for i in idx], s, self.local_batch)
+            tokens = self._run(name, fn, 2, local)
             for row, i in enumerate(idx):
                 texts[i] = self.tokenizer.decode([int(t) for t in tokens[row]])
         return texts, [t for _, t in enc]
 
     def generate(self, inputs: Sequence[str | Truncatable], max_new_tokens: int) -> list[str]:
-        """Greedy continuations (new text only, up to EOS), in input order."""
+        """Greedy continuations (new text only, never the prompt; up to EOS), in input order."""
         return self._generate(inputs, max_new_tokens)[0]
 
     def generate_and_match(
@@ -526,14 +588,15 @@ class Engine:
         return [(t, generation.match_option(t, o)) for t, o in zip(texts, options, strict=True)]
 
     def pooled_encoder_states(self, inputs: Sequence[str | Truncatable]) -> np.ndarray:
-        """`[N, D]` float32: each input's final encoder states averaged over its tokens."""
+        """`[N, D]` float32: each input's final encoder states averaged over its tokens
+        (decoder-only models: the final normed states over the prompt's tokens)."""
         enc = [self.encode_input(x, self.max_input_len) for x in inputs]
         order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
         out = np.zeros((len(inputs), self.config.emb_dim), np.float32)
         fn = self.adapter.functions()["pool"]
         for k, (s,) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
-            local = self.adapter.rank_batch([enc[i][0] for i in idx], [], s, 1, 1, self.local_batch)
-            pooled = self._run("pool", fn, 2, {"inputs": local["inputs"]})
+            local = self.adapter.input_batch([enc[i][0] for i in idx], s, self.local_batch)
+            pooled = self._run("pool", fn, 2, local)
             out[idx] = pooled[: len(idx)]
         return out
