@@ -1,4 +1,4 @@
-"""jaxrobust vs HF PyTorch T5: rank classification and greedy generation, same work.
+"""jaxrobust vs HF PyTorch (T5 and LLaMA): rank classification and greedy generation, same work.
 
 Run (CPU-sized default is the issue's: flan-t5-small shape, random weights,
 256 examples x 4 options, inputs 256 tokens, options 1-8 tokens, 16 new tokens):
@@ -7,6 +7,12 @@ Run (CPU-sized default is the issue's: flan-t5-small shape, random weights,
     python benchmarks/bench_rank_classification.py --examples 64   # quicker
     python benchmarks/bench_rank_classification.py --preset flan-t5-xl --dtype bfloat16 \
         --skip-hf                                                  # GPU, JAX only
+
+LLaMA row (`--family llama`): a ~100M-parameter random LLaMA (`bench-100m`:
+D 768, 8 layers, 12 heads, F 2048, vocab 32000), f32; every prompt is BOS + 255
+random tokens, options 1-8 tokens scored without EOS:
+
+    python benchmarks/bench_rank_classification.py --family llama --examples 16  # ~5 min
 
 Each arm runs in its own subprocess (so peak RSS is per arm and the arms do not
 share threads) on the same random weights (saved once as an HF directory) and
@@ -20,7 +26,15 @@ timed. Arms:
             into cross-attention queries, bucketed jitted programs);
   hf_gen / jax_gen  greedy generation of `--gen-tokens` tokens (no early stop
             unless every row hits EOS, the same in both).
-Also measured in the JAX arm: a large matmul's throughput in the chosen dtype
+LLaMA arms (the same names, decoder-only work):
+  hf_usual  one prompt + option row per pair (lm-evaluation-harness): the
+            prompt runs once per option;
+  hf_best   the prompt once with HF's KV cache, the cache repeated for the O
+            options, all options continued in one batch;
+  jax_rank  `Engine.rank_classify` with the LLaMA adapter (prompt once, the
+            options packed after it in one pass, see `inference_llama`);
+  hf_gen / jax_gen  greedy generation with the KV cache.
+Also measured in the T5 JAX arm: a large matmul's throughput in the chosen dtype
 (the machine's practical peak) and the encoder's FLOP rate at batch 32.
 """
 
@@ -250,13 +264,204 @@ def run_jax(args, arm: str) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# LLaMA arms.
+# ---------------------------------------------------------------------------
+
+BOS, EOS = 1, 2
+
+
+def llama_bench_config():
+    """~106M parameters (embeddings 2 x 24.6M, 8 layers x 7.1M)."""
+    from jaxrobust.models import llama
+
+    return llama.LlamaConfig(
+        vocab_size=32000,
+        emb_dim=768,
+        num_heads=12,
+        num_kv_heads=12,
+        head_dim=64,
+        mlp_dim=2048,
+        num_layers=8,
+        max_position_embeddings=1024,
+    )
+
+
+def make_llama_data(args, vocab: int):
+    """Prompts [N, input_len] = BOS + random ids; options of 1..option_len ids (no EOS)."""
+    rng = np.random.RandomState(0)
+    prompts = rng.randint(3, vocab, (args.examples, args.input_len)).astype(np.int64)
+    prompts[:, 0] = BOS
+    options = [
+        [
+            list(rng.randint(3, vocab, rng.randint(1, args.option_len + 1)))
+            for _ in range(args.options)
+        ]
+        for _ in range(args.examples)
+    ]
+    return prompts, options
+
+
+class LlamaIdsTokenizer:
+    """Text is space-separated ids; BOS 1, EOS = pad 2 (LLaMA's layout)."""
+
+    pad_id = eos_id = EOS
+    bos_id = BOS
+
+    def encode(self, text: str, add_eos: bool = True) -> list[int]:
+        return [int(t) for t in text.split()] + ([EOS] if add_eos else [])
+
+    def decode(self, ids) -> str:
+        ids = list(ids)
+        return _text(ids[: ids.index(EOS)] if EOS in ids else ids)
+
+
+def run_hf_llama(args, arm: str) -> dict:
+    import torch
+    import transformers
+
+    torch.set_num_threads(os.cpu_count())
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    model = transformers.LlamaForCausalLM.from_pretrained(args.weights, dtype=dtype)
+    model = model.eval().to(dev)
+    prompts, options = make_llama_data(args, model.config.vocab_size)
+    bs, o_n, s, length = args.batch_size, args.options, args.input_len, args.option_len
+
+    def option_rows(pairs):
+        """Options right-padded [R, L] and their mask."""
+        tok = np.full((len(pairs), length), EOS)
+        mask = np.zeros((len(pairs), length), bool)
+        for r, (i, o) in enumerate(pairs):
+            tok[r, : len(options[i][o])] = options[i][o]
+            mask[r, : len(options[i][o])] = True
+        return torch.tensor(tok, device=dev), torch.tensor(mask, device=dev)
+
+    def score(logits, tok, mask):
+        lp = torch.log_softmax(logits.float(), -1)  # [R, L, V], row l predicts token l.
+        picked = lp.gather(-1, tok[..., None])[..., 0]
+        return (picked * mask).sum(-1).cpu()
+
+    def usual(n):
+        # lm-evaluation-harness: every prompt + option pair is a row.
+        pairs = [(i, o) for i in range(n) for o in range(o_n)]
+        for k in range(0, len(pairs), bs):
+            chunk = pairs[k : k + bs]
+            tok, mask = option_rows(chunk)
+            ids = torch.cat([torch.tensor(prompts[[i for i, _ in chunk]], device=dev), tok], 1)
+            attn = torch.cat([torch.ones(len(chunk), s, device=dev, dtype=torch.bool), mask], 1)
+            logits = model(input_ids=ids, attention_mask=attn.long()).logits
+            score(logits[:, s - 1 : s - 1 + length], tok, mask)
+
+    def best(n):
+        for k in range(0, n, bs):
+            idx = list(range(k, min(k + bs, n)))
+            out = model(input_ids=torch.tensor(prompts[idx], device=dev), use_cache=True)
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(o_n)
+            tok, mask = option_rows([(i, o) for i in idx for o in range(o_n)])
+            attn = torch.cat([torch.ones(len(tok), s, device=dev, dtype=torch.bool), mask], 1)
+            logits = model(input_ids=tok, attention_mask=attn.long(), past_key_values=cache).logits
+            first = out.logits[:, -1:].repeat_interleave(o_n, 0)
+            score(torch.cat([first, logits[:, :-1]], 1), tok, mask)
+
+    def gen(n):
+        for k in range(0, n, bs):
+            ids = torch.tensor(prompts[k : k + bs], device=dev)
+            model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=args.gen_tokens,
+                do_sample=False,
+                eos_token_id=EOS,
+                pad_token_id=EOS,
+            ).cpu()
+
+    fn = {"hf_usual": usual, "hf_best": best, "hf_gen": gen}[arm]
+    return _timed(arm, fn, args, lambda: _torch_peak(torch, dev))
+
+
+def run_jax_llama(args, arm: str) -> dict:
+    import jax
+
+    from jaxrobust import checkpoints, inference
+
+    config, params = checkpoints.load_hf_llama(args.weights)
+    config = config.replace(dtype=args.dtype)
+    prompts, options = make_llama_data(args, config.vocab_size)
+    texts = [_text(p[1:]) for p in prompts]  # The adapter adds BOS.
+    opt_texts = [[_text(o) for o in opts] for opts in options]
+    eng = inference.Engine(
+        config,
+        params,
+        LlamaIdsTokenizer(),
+        batch_size=args.batch_size,
+        max_input_len=args.input_len,
+        length_buckets=(args.input_len,),
+        option_len_buckets=(args.option_len,),
+        option_count_buckets=(args.options,),
+    )
+    if arm == "jax_rank":
+
+        def fn(n):
+            return eng.rank_classify(texts[:n], opt_texts[:n])
+    else:
+
+        def fn(n):
+            return eng.generate(texts[:n], args.gen_tokens)
+
+    def peak():
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats.get("peak_bytes_in_use", 0) / 2**20 or peak_rss_mb()
+
+    out = _timed(arm, fn, args, peak)
+    out["compiles"] = sum(eng.trace_counts.values())
+    return out
+
+
+def _torch_peak(torch, dev: str) -> float:
+    return torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_rss_mb()
+
+
+def _timed(arm: str, fn, args, peak) -> dict:
+    """Runs `fn` once on one batch to warm up, then times it on every example."""
+    import contextlib
+
+    try:
+        import torch
+
+        ctx = torch.inference_mode()
+    except ImportError:
+        ctx = contextlib.nullcontext()
+    with ctx:
+        t0 = time.perf_counter()
+        fn(min(args.batch_size, args.examples))
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        fn(args.examples)
+        secs = time.perf_counter() - t0
+    return {"arm": arm, "seconds": secs, "warmup_s": warm, "compiles": 0, "peak_mb": peak()}
+
+
+def save_llama_weights(directory: str) -> None:
+    import torch
+    import transformers
+
+    from jaxrobust.models import llama
+
+    torch.manual_seed(0)
+    hf_cfg = transformers.LlamaConfig(**llama.to_hf_config(llama_bench_config()))
+    transformers.LlamaForCausalLM(hf_cfg).save_pretrained(directory)
+
+
+# ---------------------------------------------------------------------------
 # Driver.
 # ---------------------------------------------------------------------------
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--preset", default="flan-t5-small")
+    p.add_argument("--family", default="t5", choices=["t5", "llama"])
+    p.add_argument("--preset", default="flan-t5-small", help="T5 preset (LLaMA: bench-100m)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--examples", type=int, default=256)
     p.add_argument("--options", type=int, default=4)
@@ -271,7 +476,10 @@ def main() -> None:
     args = p.parse_args()
 
     if args.arm:  # Child process: run one arm, print its JSON.
-        run = run_hf if args.arm.startswith("hf_") else run_jax
+        if args.family == "llama":
+            run = run_hf_llama if args.arm.startswith("hf_") else run_jax_llama
+        else:
+            run = run_hf if args.arm.startswith("hf_") else run_jax
         print("RESULT " + json.dumps(run(args, args.arm)), flush=True)
         return
 
@@ -280,9 +488,14 @@ def main() -> None:
         if args.skip_hf
         else ["hf_usual", "hf_best", "jax_rank", "hf_gen", "jax_gen"]
     )
+    if args.family == "llama" and args.skip_hf:
+        sys.exit("--family llama needs torch (its random weights are written by HF)")
     with tempfile.TemporaryDirectory() as tmp:
         weights = ""
-        if not args.skip_hf:
+        if args.family == "llama":
+            save_llama_weights(tmp)
+            weights = tmp
+        elif not args.skip_hf:
             import torch
             import transformers
 
@@ -313,8 +526,9 @@ def main() -> None:
 
 def report(args, results: dict) -> None:
     n = args.examples
+    name = "llama bench-100m" if args.family == "llama" else args.preset
     print(
-        f"\n{args.preset} {args.dtype}, {n} examples x {args.options} options, "
+        f"\n{name} {args.dtype}, {n} examples x {args.options} options, "
         f"input {args.input_len} tokens, options <= {args.option_len} tokens, "
         f"generation {args.gen_tokens} tokens, batch {args.batch_size}\n"
     )
@@ -337,6 +551,8 @@ def report(args, results: dict) -> None:
             f"{r['compiles']:>8} | {r['peak_mb']:>8.0f} |"
         )
     j = results["jax_rank"]
+    if "matmul_tflops" not in j:
+        return
     print(
         f"\nmatmul throughput ({args.dtype}): {j['matmul_tflops'] * 1e3:.1f} GFLOP/s; "
         f"encoder at batch 32: {j['encoder_tflops'] * 1e3:.1f} GFLOP/s = "
