@@ -474,6 +474,8 @@ def main() -> None:
     p.add_argument("--arm", help=argparse.SUPPRESS)
     p.add_argument("--weights", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
+    # Fewer examples than a batch: one batch of exactly them (no dummy rows) in every arm.
+    args.batch_size = min(args.batch_size, args.examples)
 
     if args.arm:  # Child process: run one arm, print its JSON.
         if args.family == "llama":

@@ -138,7 +138,17 @@ def greedy_decode_llama(
     p = 0 if prefix_embeddings is None else prefix_embeddings.shape[-2]
     cache = llama.init_cache(config, b, p + s + max_new_tokens)
     positions = llama.positions_from_mask(mask, offset=p)
-    logits, cache = model.apply(variables, tokens, positions, mask, cache, prefix_embeddings)
+    if s > 1:
+        # Prefill all but the last column; its logits are unused, so XLA drops
+        # the [B, S-1, V] vocabulary projection (as HF's `logits_to_keep=1`).
+        _, cache = model.apply(
+            variables, tokens[:, :-1], positions[:, :-1], mask[:, :-1], cache, prefix_embeddings
+        )
+        prefix_embeddings = None
+    # Left padding: the last column holds every row's last prompt token.
+    logits, cache = model.apply(
+        variables, tokens[:, -1:], positions[:, -1:], mask[:, -1:], cache, prefix_embeddings
+    )
     first = p + mask.sum(-1).astype(jnp.int32)  # [B] position of the first new token.
     scoring = option_targets is not None
     if scoring:

@@ -35,14 +35,11 @@ all-gather) on the number of steps and each step's bucket shapes, and a
 process that runs out of examples runs all-dummy batches, so every process
 makes the same calls with the same shapes.
 
-Model adapters: `Engine` picks one from the config's type. Everything
-T5-specific sits in `T5Adapter`; decoder-only models (LLaMA family) use
-`inference_llama.LlamaAdapter`, which tokenises prompt + option together,
-scores the tokens after the prompt boundary, and shares each prompt across its
-options in one packed forward pass (its module docstring says why and at what
-cost). An adapter supplies: how text becomes prompt ids (`encode_prompt`, `cut`,
-`encode_rank`), how batches are laid out (`input_batch`, `rank_batch`), and the
-jittable functions (`functions`, `generate_fn`).
+Model adapters, picked from the config's type: `T5Adapter`, and for decoder-only
+models `inference_llama.LlamaAdapter` (prompt + option tokenised together, each
+prompt shared by its options in one packed pass; its docstring says why). An
+adapter supplies text -> ids (`encode_prompt`, `cut`, `encode_rank`), batch
+layouts (`input_batch`, `rank_batch`) and jittable functions.
 
 Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
 instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
@@ -52,6 +49,7 @@ instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -483,6 +481,7 @@ class Engine:
         options: Sequence[Sequence[str]],
         mode: str = "standard",
         average: bool = False,
+        prefix_embeddings: np.ndarray | None = None,
     ) -> list[RankResult]:
         """Scores every option of every input; results in input order.
 
@@ -491,6 +490,9 @@ class Engine:
           options: per input, its answer options (counts may differ).
           mode: "standard", "sun" or "ni" (see the module docstring).
           average: "standard" only: mean per-token log-likelihood.
+          prefix_embeddings: a soft prompt `[P, D]` (`models/prompts.py`) prefixed
+            to every input ("standard" mode, T5). It is a constant of the
+            compiled function: each distinct prompt compiles once.
         """
         if len(inputs) != len(options):
             raise ValueError(f"{len(inputs)} inputs but {len(options)} option lists")
@@ -524,6 +526,8 @@ class Engine:
         order, steps = self._plan(sizes, buckets)
         name = "standard_mean" if (mode == "standard" and average) else mode
         fn = self.adapter.functions()[name]
+        if prefix_embeddings is not None:
+            name, fn = self._with_prompt(name, prefix_embeddings, mode, average)
         results: list[RankResult | None] = [None] * len(inputs)
         for k, (s, o, length) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
@@ -545,6 +549,25 @@ class Engine:
                     truncated=enc[i][1],
                 )
         return results  # type: ignore[return-value]
+
+    def _with_prompt(self, name: str, prompt, mode: str, average: bool):
+        """(name, scoring function) with the soft prompt `[P, D]` prefixed."""
+        prompt = np.asarray(prompt, np.float32)
+        if mode != "standard" or not isinstance(self.adapter, T5Adapter):
+            raise NotImplementedError(
+                f"soft prompts are scored in 'standard' mode on T5 models only (mode {mode!r}, "
+                f"{type(self.adapter).__name__})"
+            )
+        if prompt.ndim != 2 or prompt.shape[1] != self.config.emb_dim:
+            raise ValueError(
+                f"soft prompt of shape {prompt.shape} does not fit this model: expected "
+                f"[P, {self.config.emb_dim}] (the model's width emb_dim={self.config.emb_dim})"
+            )
+        key = hashlib.sha256(prompt.tobytes()).hexdigest()[:16]
+        cfg, constant = self.config, jnp.asarray(prompt)
+        return f"{name}+prompt{key}", lambda p, b: option_log_likelihoods(
+            cfg, p, b, constant, average=average
+        )
 
     def _rank_by_generation(self, inputs, options) -> list[RankResult]:
         longest = max(len(self.tokenizer.encode(o)) for opts in options for o in opts)
