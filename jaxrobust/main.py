@@ -5,12 +5,17 @@
       --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
       --gin.MIXTURES="['jr:semeval:re#all']" --gin.OUTPUT_DIR="'/tmp/out'"
   python -m jaxrobust.main report --output_dir=/tmp/out
+  python -m jaxrobust.main train_prompt --gin_file=gin_configs/runs/train_prompt.gin \
+      --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
+      --gin.TASK="'jr:semeval:re'" --gin.WORKDIR="'/tmp/pt'"
 
 `eval` is the T5X-style main job: gin files and `--gin.NAME=value` bindings
 configure `evaluation.run` (gin files register library callables with
 `dynamic_registration`; gin is imported here only), and it writes per-example
 records under OUTPUT_DIR (see `jaxrobust/evaluation.py`). `report` turns an
-output directory into tables and plots (`jaxrobust/report.py`).
+output directory into tables and plots (`jaxrobust/report.py`). `train_prompt`
+trains a soft prompt (or fine-tunes) for robustness to instruction paraphrases
+the same way, configuring `training.train` (`jaxrobust/training.py`).
 
 `score` rank-classifies a handful of instruction prompts, each phrased several
 ways, and prints every option's log-likelihood, the prediction, and how many
@@ -153,6 +158,24 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# train_prompt
+# ---------------------------------------------------------------------------
+
+
+def train_prompt(args: argparse.Namespace) -> int:
+    import gin
+
+    from jaxrobust import training
+
+    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
+    result = gin.get_configurable(training.train)(gin_config=gin.config_str())
+    print(f"trained to step {result['step']}; held-out: {result['heldout']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------
 
@@ -189,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
     p.add_argument("--gin_search_paths", action="append", default=[])
     p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    p = sub.add_parser("train_prompt", help="gin-configured prompt tuning (training.train)")
+    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
+    p.add_argument("--gin_search_paths", action="append", default=[])
     p = sub.add_parser("report", help="tables and plots from an eval output directory")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples")
@@ -197,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     # T5X-style `--gin.NAME=value` flags become gin bindings `NAME=value`.
     gin_flags = [a[len("--gin.") :] for a in argv if a.startswith("--gin.")]
     args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
-    if gin_flags and args.command != "eval":
-        parser.error("--gin.NAME=value flags belong to the eval command")
-    if args.command == "eval":
+    if gin_flags and args.command not in ("eval", "train_prompt"):
+        parser.error("--gin.NAME=value flags belong to the eval and train_prompt commands")
+    if args.command in ("eval", "train_prompt"):
         args.gin_bindings = args.gin_bindings + gin_flags
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return {"score": score, "eval": evaluate, "report": report}[args.command](args)
+    commands = {"score": score, "eval": evaluate, "train_prompt": train_prompt, "report": report}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
