@@ -35,14 +35,11 @@ all-gather) on the number of steps and each step's bucket shapes, and a
 process that runs out of examples runs all-dummy batches, so every process
 makes the same calls with the same shapes.
 
-Model adapters: `Engine` picks one from the config's type. Everything
-T5-specific sits in `T5Adapter`; decoder-only models (LLaMA family) use
-`inference_llama.LlamaAdapter`, which tokenises prompt + option together,
-scores the tokens after the prompt boundary, and shares each prompt across its
-options in one packed forward pass (its module docstring says why and at what
-cost). An adapter supplies: how text becomes prompt ids (`encode_prompt`, `cut`,
-`encode_rank`), how batches are laid out (`input_batch`, `rank_batch`), and the
-jittable functions (`functions`, `generate_fn`).
+Model adapters, picked from the config's type: `T5Adapter`, and for decoder-only
+models `inference_llama.LlamaAdapter` (prompt + option tokenised together, each
+prompt shared by its options in one packed pass; its docstring says why). An
+adapter supplies text -> ids (`encode_prompt`, `cut`, `encode_rank`), batch
+layouts (`input_batch`, `rank_batch`) and jittable functions.
 
 Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
 instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
