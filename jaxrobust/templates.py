@@ -54,6 +54,8 @@ COLLECTIONS = {
     "p3": "PromptSource templates (P3), bigscience-workshop/promptsource",
     "flan": "FLAN templates, google-research/FLAN (Flan 2021; reused in Flan 2022)",
     "alpaca": "Alpaca prompt format, tatsu-lab/stanford_alpaca",
+    # Our own tuning collection: the templates the built-in study tunes its T5 on.
+    "study": "jaxrobust's built-in study (tasks/banks/builtin_*.yaml, jaxrobust/study)",
 }
 # PromptSource's guard for '|||' occurring inside data values.
 _PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"

@@ -9,7 +9,8 @@ Naming grammar (SeqIO names match ``^[\\w\\d.:_#]+$``)::
 
 * ``<dataset>``: ``semeval``, ``fewrel`` (5-way, seed 0), ``tacred``,
   ``tacrev``, ``retacred``, ``boolq``, ``mmlu_<subject>``, ``bbl_<task>``
-  (BIG-bench Lite).
+  (BIG-bench Lite), ``world_{rel,yn,mc,type}`` (the built-in study's generated
+  data, `jaxrobust.tasks.builtin`).
 * ``<format>``: ``re`` (plain relation extraction), ``mcqa`` (relation
   extraction as multiple-choice QA), ``qa``.
 * ``<template>``: the template's id in its bank (``re_u03``,
@@ -39,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jaxrobust.tasks import qa, registry, relation_extraction
+from jaxrobust.tasks import builtin, qa, registry, relation_extraction
 
 from jaxrobust import templates
 
@@ -48,7 +49,7 @@ FEATURES = registry.FEATURES
 
 def register_all() -> list[str]:
     """Registers every built-in task and mixture; returns the task names."""
-    return relation_extraction.register_all() + qa.register_all()
+    return relation_extraction.register_all() + qa.register_all() + builtin.register_all()
 
 
 def lookup(name: str) -> tuple[registry.TaskSpec, templates.Template]:

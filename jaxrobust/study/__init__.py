@@ -1,0 +1,1 @@
+"""The built-in study: generated worlds, their vocabulary, the end-to-end pipeline."""
