@@ -134,3 +134,4 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
     root.addHandler(handler)
     root.setLevel(level)
+    root.propagate = False  # Not again through a root handler (`logging.basicConfig`).

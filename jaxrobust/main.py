@@ -5,6 +5,7 @@
       --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
       --gin.MIXTURES="['jr:semeval:re#all']" --gin.OUTPUT_DIR="'/tmp/out'"
   python -m jaxrobust.main report --output_dir=/tmp/out
+  python -m jaxrobust.main study [--gin.OUTPUT_DIR="'/tmp/study'"]   (the built-in study)
   python -m jaxrobust.main train_prompt --gin_file=gin_configs/runs/train_prompt.gin \
       --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
       --gin.TASK="'jr:semeval:re'" --gin.WORKDIR="'/tmp/pt'"
@@ -36,6 +37,7 @@ import numpy as np
 
 # The repository root: `--gin_file=gin_configs/...` resolves from any directory.
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+STUDY_GIN = "gin_configs/runs/study.gin"
 
 # One question, three phrasings: the robustness question in miniature.
 DEMO_PROMPTS = [
@@ -47,6 +49,25 @@ DEMO_PROMPTS = [
         ["cause-effect", "component-whole", "other"],
     ),
 ]
+
+
+# ---------------------------------------------------------------------------
+# Multi-host start-up (every command that touches JAX calls `_start` first).
+# ---------------------------------------------------------------------------
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """Explicit multi-host flags (GPU clusters without SLURM); TPU and SLURM need none."""
+    p.add_argument("--coordinator", help="host:port of process 0 (JAXROBUST_COORDINATOR)")
+    p.add_argument("--num_processes", type=int, help="process count (JAXROBUST_NUM_PROCESSES)")
+    p.add_argument("--process_id", type=int, help="this process's id (JAXROBUST_PROCESS_ID)")
+
+
+def _start(args: argparse.Namespace) -> None:
+    """Joins the other hosts (`distributed.initialize`) before any other JAX call."""
+    from jaxrobust import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 # ---------------------------------------------------------------------------
@@ -62,6 +83,7 @@ def _pad(rows: list[list[int]], length: int) -> np.ndarray:
 
 
 def score(args: argparse.Namespace) -> int:
+    _start(args)
     import jax
     import jax.numpy as jnp
 
@@ -140,10 +162,7 @@ def _find_gin_file(name: str, search_paths: list[str]) -> str:
 def evaluate(args: argparse.Namespace) -> int:
     import gin
 
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()  # Multi-host: before any JAX computation.
+    _start(args)  # Multi-host: before any JAX computation.
     from jaxrobust import evaluation
 
     files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
@@ -165,6 +184,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def train_prompt(args: argparse.Namespace) -> int:
     import gin
 
+    _start(args)  # Multi-host: before any JAX computation.
     from jaxrobust import training
 
     files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
@@ -176,13 +196,37 @@ def train_prompt(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# study
+# ---------------------------------------------------------------------------
+
+
+def study(args: argparse.Namespace) -> int:
+    import gin
+
+    from jaxrobust.study import pipeline
+
+    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file or [STUDY_GIN]]
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
+    report_dir = gin.get_configurable(pipeline.run)(gin_config=gin.config_str())
+    print((report_dir / "study.md").read_text())
+    print(f"report: {report_dir / 'study.md'} (plot: {report_dir / 'study.png'}; all tables and")
+    print(f"plots in {report_dir})")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------
 
 
 def report(args: argparse.Namespace) -> int:
+    from jaxrobust import distributed
     from jaxrobust import report as report_lib
 
+    if distributed.resolve_cluster(os.environ).process_id != 0:
+        print("report: written by process 0 only")  # No JAX here: the environment decides.
+        return 0
     out = report_lib.write_report(args.output_dir, n_resamples=args.n_resamples, seed=args.seed)
     print((out / "summary.md").read_text())
     print(f"tables and plots: {out}")
@@ -207,13 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         "--preset", default="tiny", help="random-weight T5 preset (models/t5.py PRESETS)"
     )
     p.add_argument("--seed", type=int, default=0)
+    _add_cluster_flags(p)
     p = sub.add_parser("eval", help="gin-configured robustness evaluation (evaluation.run)")
     p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
     p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
     p.add_argument("--gin_search_paths", action="append", default=[])
-    p.add_argument("--distributed", action="store_true", help="jax.distributed.initialize()")
+    _add_cluster_flags(p)
     p = sub.add_parser("train_prompt", help="gin-configured prompt tuning (training.train)")
     p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
+    p.add_argument("--gin_search_paths", action="append", default=[])
+    _add_cluster_flags(p)
+    p = sub.add_parser("study", help="the built-in study end to end (gin_configs/runs/study.gin)")
+    p.add_argument("--gin_file", action="append", default=[], help="default: " + STUDY_GIN)
     p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
     p.add_argument("--gin_search_paths", action="append", default=[])
     p = sub.add_parser("report", help="tables and plots from an eval output directory")
@@ -224,12 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     # T5X-style `--gin.NAME=value` flags become gin bindings `NAME=value`.
     gin_flags = [a[len("--gin.") :] for a in argv if a.startswith("--gin.")]
     args = parser.parse_args([a for a in argv if not a.startswith("--gin.")])
-    if gin_flags and args.command not in ("eval", "train_prompt"):
-        parser.error("--gin.NAME=value flags belong to the eval and train_prompt commands")
-    if args.command in ("eval", "train_prompt"):
+    if gin_flags and args.command not in ("eval", "train_prompt", "study"):
+        parser.error("--gin.NAME=value flags belong to the eval, train_prompt and study commands")
+    if args.command in ("eval", "train_prompt", "study"):
         args.gin_bindings = args.gin_bindings + gin_flags
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    commands = {"score": score, "eval": evaluate, "train_prompt": train_prompt, "report": report}
+    commands = {
+        "score": score,
+        "eval": evaluate,
+        "train_prompt": train_prompt,
+        "study": study,
+        "report": report,
+    }
     return commands[args.command](args)
 
 
