@@ -23,16 +23,23 @@ A gin file sets the directory without this module importing gin::
     datasets.DataConfig.data_dir = '/data/jaxrobust'
 
 and the entry point calls ``gin.get_configurable(datasets.set_data_config)()``.
+
+Paths are `etils.epath` paths (SeqIO's and Orbax's file-system layer), so the
+data directory may be a `gs://` bucket on a TPU pod.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import pathlib
 import re
+from typing import Any
+
+from etils import epath
 
 # Where each data set officially comes from, quoted in missing-file errors.
 OFFICIAL_SOURCES = {
@@ -89,28 +96,32 @@ def get_data_config() -> DataConfig:
     return _config
 
 
-def data_dir() -> pathlib.Path:
+def data_dir() -> epath.Path:
     """The data directory, resolved now (see the module docstring for the order)."""
     if _config.data_dir:
-        return pathlib.Path(_config.data_dir)
+        return epath.Path(_config.data_dir)
     if os.environ.get("JAXROBUST_DATA_DIR"):
-        return pathlib.Path(os.environ["JAXROBUST_DATA_DIR"])
+        return epath.Path(os.environ["JAXROBUST_DATA_DIR"])
     repo = pathlib.Path(__file__).resolve().parents[1]
     for base in (repo, pathlib.Path.cwd()):
         candidate = base.parent / "shared" / "data"
         if candidate.is_dir():
-            return candidate
-    return repo.parent / "shared" / "data"
+            return epath.Path(candidate)
+    return epath.Path(repo.parent / "shared" / "data")
 
 
-def tacred_dir(variant: str) -> pathlib.Path:
+def tacred_dir(variant: str) -> epath.Path:
     """The folder of one TACRED-format data set: 'tacred', 'tacrev' or 'retacred'."""
     configured = getattr(_config, f"{variant}_dir")
     env = os.environ.get(f"JAXROBUST_{variant.upper()}_DIR")
-    return pathlib.Path(configured or env or data_dir() / variant)
+    return epath.Path(configured or env or data_dir() / variant)
 
 
-def data_file(dataset: str, relative: str, base: pathlib.Path | None = None) -> pathlib.Path:
+def _read_json(path: epath.Path) -> Any:
+    return json.loads(path.read_bytes().decode("utf-8"))
+
+
+def data_file(dataset: str, relative: str, base: epath.Path | None = None) -> epath.Path:
     """Path of one data file, checked to exist.
 
     Raises:
@@ -185,8 +196,7 @@ def read_tacred(variant: str, split: str) -> list[dict]:
     """TACRED, TACREV or Re-TACRED from the user's folder; split train/validation/test."""
     filename = {"train": "train.json", "validation": "dev.json", "test": "test.json"}[split]
     path = data_file(variant, filename, base=tacred_dir(variant))
-    with open(path, encoding="utf-8") as f:
-        rows = json.load(f)
+    rows = _read_json(path)
     records = []
     for row in rows:
         tokens = [_PTB.get(t, t) for t in row["token"]]
@@ -209,16 +219,16 @@ def read_tacred(variant: str, split: str) -> list[dict]:
 
 def read_fewrel_relations() -> dict[str, tuple[str, str]]:
     """Wikidata property id -> (name, description), from pid2name.json."""
-    with open(data_file("fewrel", "pid2name.json"), encoding="utf-8") as f:
-        return {pid: (v[0], v[1]) for pid, v in json.load(f).items()}
+    return {
+        pid: (v[0], v[1]) for pid, v in _read_json(data_file("fewrel", "pid2name.json")).items()
+    }
 
 
 def read_fewrel(split: str = "validation") -> list[dict]:
     """FewRel 1.0 validation (11,200 = 16 x 700); relation is the Wikidata pid."""
     if split != "validation":
         raise ValueError(f"only FewRel's validation split is supported, not {split!r}")
-    with open(data_file("fewrel", "val_wiki.json"), encoding="utf-8") as f:
-        data = json.load(f)
+    data = _read_json(data_file("fewrel", "val_wiki.json"))
     records = []
     for pid, rows in data.items():
         for i, row in enumerate(rows):
@@ -247,16 +257,15 @@ def read_boolq(split: str = "validation") -> list[dict]:
     """BoolQ validation (3,270): id, question, passage, answer (bool)."""
     if split != "validation":
         raise ValueError(f"only BoolQ's validation split is held, not {split!r}")
-    with open(data_file("boolq", "boolq_validation.json"), encoding="utf-8") as f:
-        rows = json.load(f)
+    rows = _read_json(data_file("boolq", "boolq_validation.json"))
     return [{"id": f"boolq-{i}", **row} for i, row in enumerate(rows)]
 
 
 def read_mmlu(subject: str, split: str = "test") -> list[dict]:
     """One MMLU subject: id, subject, question, choices (4 strings), answer ('A'-'D')."""
     path = data_file("mmlu", f"{subject}_{split}.csv")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+    # Bytes decoded as `open(newline="")` would: quoted fields keep their line ends.
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8"), newline="")))
     return [
         {
             "id": f"mmlu-{subject}-{i}",
@@ -288,8 +297,7 @@ def read_bigbench(task: str) -> list[dict]:
     files = [path] + sorted(root.glob("*/task.json"))
     records = []
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            spec = json.load(f)
+        spec = _read_json(file)
         subtask = file.parent.name if file != path else ""
         for i, ex in enumerate(spec.get("examples", [])):
             if "target_scores" not in ex:

@@ -134,4 +134,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
     root.addHandler(handler)
     root.setLevel(level)
-    root.propagate = False  # Not again through a root handler (`logging.basicConfig`).
+    # Records still propagate (pytest's caplog listens on the root logger), but a
+    # plain console handler there (`logging.basicConfig`) would print them twice.
+    for other in logging.getLogger().handlers:
+        if type(other) is logging.StreamHandler:
+            other.addFilter(lambda r: not r.name.startswith("jaxrobust"))

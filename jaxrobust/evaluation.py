@@ -27,9 +27,19 @@ footer is in, so a final name never holds a partial file. A re-run:
 * refuses (`records.RecordsError`) a complete file made with a different configuration
   (checkpoint, split, scoring mode, data): use a new output directory.
 
-Multi-host: every process runs the engine on its share of each chunk; process
-0 gathers the results and is the only writer. Resume decisions are made by
-process 0 and broadcast.
+Multi-host: every process reads the task's examples (they are cheap; every
+process checks the data fingerprints agree) and runs the engine on its share of
+each chunk (`host_share`: SeqIO's `ShardInfo(index=process_index,
+num_shards=process_count)` interleaving, per chunk). The engine pads the short
+host with dummy batches, so all processes run the same steps with the same
+shapes. Process 0 gathers the shares back into chunk order and is the only
+writer of record files and run metadata; resume decisions are made by process
+0 and broadcast. The records do not depend on the process count: a 2-host run's
+files are byte-equal to a 1-host run's on the same mesh (tests/test_multihost.py).
+
+`output_dir` (and soft-prompt files) may be `gs://` paths: files go through
+`etils.epath`, as SeqIO's and Orbax's do (see `records.py` for what atomic
+means on an object store).
 
 Gin never appears here: `gin_configs/runs/eval.gin` binds `run`, `ModelSpec`
 and `EvalOptions` through dynamic registration, and `jaxrobust.main` calls it.
@@ -42,6 +52,7 @@ import datetime
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import json
 import logging
 import os
@@ -53,6 +64,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from jaxrobust import records
 from jaxrobust.metrics import INVALID as INVALID_LABEL
@@ -152,10 +164,42 @@ def _gather(local: list[Any]) -> list[Any]:
 
     raw = np.frombuffer(json.dumps(local).encode(), np.uint8)
     sizes = multihost_utils.process_allgather(np.int64(raw.size))
-    padded = np.zeros(int(np.max(sizes)), np.uint8)
+    # Padded to a power of two: each new shape is a new all-gather program to compile.
+    padded = np.zeros(1 << max(10, int(np.max(sizes) - 1).bit_length()), np.uint8)
     padded[: raw.size] = raw
     every = multihost_utils.process_allgather(padded)
     return [x for p, n in enumerate(sizes) for x in json.loads(every[p][: int(n)].tobytes())]
+
+
+def host_share(chunk: Sequence[Any], index: int, count: int) -> list[Any]:
+    """Process `index`'s share of a chunk: every `count`-th example from `index`.
+
+    The same interleaving as SeqIO's `ShardInfo(index, num_shards=count)` (and
+    `tf.data.Dataset.shard`), applied to each chunk, so shares differ by at most
+    one example and `interleave` restores the chunk's order exactly.
+    """
+    return list(chunk[index::count])
+
+
+def interleave(shares: Sequence[Sequence[Any]]) -> list[Any]:
+    """Inverse of `host_share`: the chunk, in order, from every process's share."""
+    out: list[Any] = [None] * sum(len(s) for s in shares)
+    for p, share in enumerate(shares):
+        out[p :: len(shares)] = share
+    return out
+
+
+def _gather_rows(local: np.ndarray, n_local_max: int) -> list[np.ndarray]:
+    """Every process's `[n_p, D]` float rows (process order); pads to `n_local_max`."""
+    if _process()[1] == 1:
+        return [local]
+    from jax.experimental import multihost_utils
+
+    padded = np.zeros((n_local_max,) + local.shape[1:], local.dtype)
+    padded[: len(local)] = local
+    sizes = multihost_utils.process_allgather(np.int64(len(local)))
+    every = multihost_utils.process_allgather(padded)
+    return [every[p][: int(n)] for p, n in enumerate(sizes)]
 
 
 # ---------------------------------------------------------------------------
@@ -210,9 +254,10 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
         config = lib.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
     else:
         config = lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
-    if spec.family == "llama":
-        # Axes the mesh does not divide (a 32001-row vocabulary) are replicated.
-        rules = partitioning.fit_rules_to_dims(rules, mesh, llama.logical_dims(config))
+    # Axes the mesh does not divide (a 32001-row vocabulary, the byte tokenizer's
+    # 259) are replicated.
+    dims = llama.logical_dims(config) if spec.family == "llama" else {"vocab": (config.vocab_size,)}
+    rules = partitioning.fit_rules_to_dims(rules, mesh, dims)
     if spec.checkpoint:
         shardings = partitioning.logical_to_shardings(lib.param_logical_axes(config), mesh, rules)
         load = {"t5": checkpoints.load_hf_t5, "llama": checkpoints.load_hf_llama}[spec.family]
@@ -244,8 +289,8 @@ def load_soft_prompt(spec: ModelSpec) -> tuple[np.ndarray | None, str]:
     """The spec's prefix embeddings `[P, D]` and their SHA-256 ('' when none)."""
     if not spec.soft_prompt:
         return None, ""
-    raw = pathlib.Path(spec.soft_prompt).read_bytes()
-    prompt = np.load(spec.soft_prompt)
+    raw = epath.Path(spec.soft_prompt).read_bytes()
+    prompt = np.load(io.BytesIO(raw))
     if prompt.ndim != 2:
         raise ValueError(
             f"{spec.soft_prompt}: expected [P, D] prefix embeddings, got {prompt.shape}"
@@ -367,7 +412,10 @@ def make_scorer(
     rank, count = _process()
 
     def score(chunk: list[dict]) -> tuple[list[dict], np.ndarray | None]:
-        mine = chunk[rank::count]  # Interleaved shares; gathered back below.
+        # Per-host input sharding: each process scores its share (the engine
+        # pads the short host with dummy batches, so all run the same steps with
+        # the same shapes), and the shares are gathered back into chunk order.
+        mine = host_share(chunk, rank, count)
         inputs = [fmt.apply(ex["inputs"]) for ex in mine]
         for ex in mine:
             if not ex["options"]:
@@ -379,13 +427,12 @@ def make_scorer(
         local = [_to_record(ex, r) for ex, r in zip(mine, results, strict=True)]
         pooled = None
         if options.record_pooled:
-            local_sum = engine.pooled_encoder_states(inputs).astype(np.float64).sum(0)
-            pooled = np.sum([np.asarray(s) for s in _gather([local_sum.tolist()])], axis=0)
-        shares = _gather([local])
-        ordered = [None] * len(chunk)
-        for p, share in enumerate(shares):
-            ordered[p::count] = share
-        return ordered, pooled
+            # Per-example states summed in chunk order: the same float64 sum
+            # whatever the process count.
+            states = engine.pooled_encoder_states(inputs)  # [n_local, D] float32
+            rows = _gather_rows(states, -(-options.chunk_size // count))
+            pooled = np.asarray(interleave(rows), np.float64).sum(0)
+        return interleave(_gather([local])), pooled
 
     return score
 
@@ -432,7 +479,7 @@ class Progress:
 
 
 def evaluate_file(
-    path: pathlib.Path,
+    path: epath.Path,
     header: dict,
     examples: list[dict],
     score: Callable[[list[dict]], tuple[list[dict], np.ndarray | None]],
@@ -451,7 +498,7 @@ def evaluate_file(
             existing = records.read_records(path)
         except records.RecordsError as e:
             log.error("%s; recomputing it (the bad file is kept as %s.corrupt)", e, path.name)
-            os.replace(path, path.with_name(path.name + ".corrupt"))
+            path.replace(path.with_name(path.name + ".corrupt"))
         else:
             if existing.header != header:
                 diff = sorted(
@@ -482,6 +529,7 @@ def evaluate_file(
                 progress.update(len(rows), header["task"])
         if writer:
             writer.finish()
+            log.info("wrote %s (%d records)", path, writer.n_done)
     finally:
         if writer:
             writer.close()
@@ -541,10 +589,20 @@ def run(
     """
     for module in task_modules:
         importlib.import_module(module)
-    out = pathlib.Path(output_dir)
+    out = epath.Path(output_dir)
     tasks = resolve_tasks(mixtures)
     examples = {t: task_examples(t, options) for t in tasks}
     fingerprints = {t: data_fingerprint(ex) for t, ex in examples.items()}
+    _check_same_data(fingerprints)
+    rank, count = _process()
+    log.info(
+        "%d tasks, %d examples each for %d models; process %d of %d scores its share",
+        len(tasks),
+        max(len(ex) for ex in examples.values()),
+        len(models),
+        rank,
+        count,
+    )
     writer0 = _process()[0] == 0
     started = datetime.datetime.now(datetime.timezone.utc)
     meta = {
@@ -616,7 +674,19 @@ def _unreachable(chunk: list[dict]):
     raise AssertionError("a complete file was about to be scored")
 
 
-def _complete(path: pathlib.Path, header: dict) -> bool:
+def _check_same_data(fingerprints: dict[str, str]) -> None:
+    """Every process must have read the same examples (same files, same versions)."""
+    every = _gather([fingerprints])
+    for p, theirs in enumerate(every):
+        differ = sorted(t for t in fingerprints if theirs.get(t) != every[0].get(t))
+        if differ:
+            raise ValueError(
+                f"process {p} read other examples than process 0 for tasks {differ[:5]}: "
+                "every host needs the same data directory contents"
+            )
+
+
+def _complete(path: epath.Path, header: dict) -> bool:
     """Whether process 0 holds a verified, matching file (all processes agree)."""
     ok = 0
     if _process()[0] == 0 and path.exists():

@@ -18,19 +18,29 @@ so a final name never holds an unfinished file; `read_records` verifies a
 final file and raises `RecordsError` naming it when anything is off. This
 module needs neither JAX nor the task registry, so reports read records
 without them.
+
+Paths go through `etils.epath` (the file-system layer SeqIO and Orbax use), so
+output directories may be `gs://` buckets (backed by `tf.io.gfile`, or
+`gcsfs` when TensorFlow is absent). Object stores cannot append or rename
+atomically, so there a `.partial` is rewritten whole at each committed chunk
+(resume still works after a preemption), and a rename is a server-side copy
+then a delete: the final object appears whole or not at all (an object write
+is atomic), and a crash between copy and delete leaves a stale `.partial`
+next to a complete file, which a re-run ignores (the complete file wins).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
-import pathlib
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 FORMAT_VERSION = 1
 RECORDS_DIR = "records"
@@ -51,15 +61,20 @@ def line(obj: dict) -> bytes:
     return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
-def records_path(output_dir: str | os.PathLike, model: str, task: str) -> pathlib.Path:
-    return pathlib.Path(output_dir) / RECORDS_DIR / model / (task.replace(":", "__") + ".jsonl")
+def records_path(output_dir: str | os.PathLike, model: str, task: str) -> epath.Path:
+    return epath.Path(output_dir) / RECORDS_DIR / model / (task.replace(":", "__") + ".jsonl")
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """A path on a local file system (append, fsync and atomic rename work)."""
+    return "://" not in os.fspath(path)
 
 
 @dataclasses.dataclass
 class RecordFile:
     """A verified record file."""
 
-    path: pathlib.Path
+    path: epath.Path
     header: dict  # Task, template, provenance, config, data fingerprint, n_examples.
     records: list[dict]  # One per example, in the task's order.
     pooled_sum: np.ndarray | None  # [D] sum of pooled encoder states, when recorded.
@@ -72,10 +87,10 @@ def read_records(path: str | os.PathLike) -> RecordFile:
       RecordsError: unreadable, not JSON, no footer, checksum or record count
         wrong; the message names the file and the problem.
     """
-    path = pathlib.Path(path)
+    path = epath.Path(path)
     try:
         data = path.read_bytes()
-    except OSError as e:
+    except Exception as e:  # OSError locally; gfile/gcsfs raise their own types.
         raise RecordsError(path, f"cannot read: {e}") from None
     body, sep, last = data.rstrip(b"\n").rpartition(b"\n")
     try:
@@ -112,15 +127,24 @@ def read_records(path: str | os.PathLike) -> RecordFile:
 
 
 class PartialWriter:
-    """Appends committed chunks to `<final>.partial`; `finish` renames it into place."""
+    """Appends committed chunks to `<final>.partial`; `finish` renames it into place.
 
-    def __init__(self, final: pathlib.Path, header: dict, chunk_size: int):
+    Locally the partial file is appended to and fsynced per chunk; on an object
+    store (`gs://`) it is kept in memory and rewritten whole per chunk.
+    """
+
+    def __init__(self, final: str | os.PathLike, header: dict, chunk_size: int):
+        final = epath.Path(final)
         self.final, self.partial = final, final.with_name(final.name + ".partial")
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.local = is_local(final)
         header_line = line(header)
         committed, self.n_done = self._committed_prefix(header_line, chunk_size)
-        mode = "r+b" if committed else "w+b"
-        self.f = open(self.partial, mode)  # noqa: SIM115 (closed in finish / close)
+        if self.local:
+            mode = "r+b" if committed else "w+b"
+            self.f = open(os.fspath(self.partial), mode)  # noqa: SIM115 (closed in finish / close)
+        else:
+            self.f = io.BytesIO(self.partial.read_bytes() if committed else b"")
         if committed:
             self.f.truncate(committed)  # Drop a half-written chunk after the last commit.
             self.f.seek(committed)
@@ -130,10 +154,9 @@ class PartialWriter:
 
     def _committed_prefix(self, header_line: bytes, chunk_size: int) -> tuple[int, int]:
         """(bytes, records) of the partial file up to its last chunk line; (0, 0) = restart."""
-        try:
-            data = self.partial.read_bytes()
-        except FileNotFoundError:
+        if not self.partial.exists():
             return 0, 0
+        data = self.partial.read_bytes()
         if not data.startswith(header_line):
             log.warning("%s: made with other settings or data; starting it again", self.partial)
             return 0, 0
@@ -155,6 +178,9 @@ class PartialWriter:
         return committed
 
     def _sync(self) -> None:
+        if not self.local:
+            self.partial.write_bytes(self.f.getvalue())
+            return
         self.f.flush()
         os.fsync(self.f.fileno())
 
@@ -174,16 +200,24 @@ class PartialWriter:
         self.f.write(line(footer))
         self._sync()
         self.f.close()
-        os.replace(self.partial, self.final)  # Atomic: the final name is complete or absent.
+        # Atomic locally: the final name is complete or absent (object stores: see above).
+        self.partial.replace(self.final)
 
     def close(self) -> None:
         if not self.f.closed:
             self.f.close()
 
 
-def write_json(path: pathlib.Path, obj: Any) -> None:
-    """Writes JSON atomically (temp file + os.replace)."""
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Writes a file whole: a temp file, then a rename onto `path` (os.replace
+    locally; copy + delete on object stores, where the object appears whole)."""
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Writes JSON atomically (`write_atomic`)."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -43,10 +43,11 @@ import dataclasses
 import io
 import json
 import math
-import pathlib
+import os
 from collections.abc import Sequence
 
 import numpy as np
+from etils import epath
 
 from jaxrobust import metrics, records
 
@@ -67,9 +68,9 @@ def benchmark_of(dataset: str, fmt: str) -> str:
     return f"{dataset}/{fmt}"
 
 
-def load(output_dir: str | pathlib.Path) -> tuple[dict[str, dict], list[records.RecordFile]]:
-    """(model name -> ModelSpec dict, every verified record file)."""
-    root = pathlib.Path(output_dir) / records.RECORDS_DIR
+def load(output_dir: str | os.PathLike) -> tuple[dict[str, dict], list[records.RecordFile]]:
+    """(model name -> ModelSpec dict, every verified record file); `gs://` paths work."""
+    root = epath.Path(output_dir) / records.RECORDS_DIR
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no records; run `python -m jaxrobust.main eval` first")
     models, files = {}, []
@@ -375,7 +376,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
 
 
-def _plot_templates(rows: list[TemplateRow], path: pathlib.Path, plt) -> None:
+def _plot_templates(rows: list[TemplateRow], path: epath.Path, plt) -> None:
     rows = sorted(rows, key=lambda r: (GROUPS.index(r.group), r.template_id))
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(rows) + 2), 3.5))
     x = np.arange(len(rows))
@@ -389,8 +390,7 @@ def _plot_templates(rows: list[TemplateRow], path: pathlib.Path, plt) -> None:
     ax.set_title(f"{rows[0].model} — {rows[0].benchmark}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, plt)
 
 
 def _plot_sizes(series: str, points: list[tuple[float, dict]], path, plt) -> None:
@@ -408,8 +408,7 @@ def _plot_sizes(series: str, points: list[tuple[float, dict]], path, plt) -> Non
     ax.set_title(f"{series}: score by model size", fontsize=9)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, plt)
 
 
 def _plot_repr(rows: list[TemplateRow], pooled: np.ndarray, path, plt) -> dict | None:
@@ -433,8 +432,7 @@ def _plot_repr(rows: list[TemplateRow], pooled: np.ndarray, path, plt) -> dict |
     ax.set_title(f"{rows[0].model} — {rows[0].benchmark}: r = {r:.2f} (p = {p:.2g})", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, plt)
     return {
         "pearson_cosine": [_nan(r), _nan(p)],
         "spearman_cosine": [_nan(v) for v in drift.spearman["cosine"]],
@@ -446,10 +444,19 @@ def _plot_repr(rows: list[TemplateRow], pooled: np.ndarray, path, plt) -> dict |
 # ---------------------------------------------------------------------------
 
 
+def _save(fig, path: epath.Path, plt) -> None:
+    """A PNG written whole (`records.write_atomic`; matplotlib cannot write to gs://)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    records.write_atomic(path, buf.getvalue())
+
+
 def write_report(
-    output_dir: str | pathlib.Path, *, n_resamples: int = 1000, seed: int = 0
-) -> pathlib.Path:
-    """Writes tables and plots under `<output_dir>/report/`; returns that folder."""
+    output_dir: str | os.PathLike, *, n_resamples: int = 1000, seed: int = 0
+) -> epath.Path:
+    """Writes tables and plots under `<output_dir>/report/` (local or `gs://`); returns
+    that folder. Every file is written whole (temp file, then rename)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -465,7 +472,7 @@ def write_report(
             m,
         ),
     )
-    out = pathlib.Path(output_dir) / "report"
+    out = epath.Path(output_dir) / "report"
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for key in sorted({(r.model, r.benchmark) for r in rows}):
@@ -487,9 +494,10 @@ def write_report(
         if len({size for size, _ in pts}) >= 2:
             _plot_sizes(name, pts, plots / f"size__{_safe(name)}.png", plt)
     flat = [{k: v for k, v in s.items() if k != "representation"} for s in summaries]
-    (out / "summary.md").write_text(summary_markdown(summaries, order))
-    (out / "summary.csv").write_text(_csv(flat))
-    (out / "summary.json").write_text(
+    records.write_atomic(out / "summary.md", summary_markdown(summaries, order))
+    records.write_atomic(out / "summary.csv", _csv(flat))
+    records.write_atomic(
+        out / "summary.json",
         json.dumps(
             {
                 "models": models,
@@ -498,11 +506,12 @@ def write_report(
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     trows = [dataclasses.asdict(r) for r in rows]
-    (out / "templates.csv").write_text(_csv(trows))
-    (out / "templates.md").write_text(
+    records.write_atomic(out / "templates.csv", _csv(trows))
+    records.write_atomic(
+        out / "templates.md",
         _md(
             [
                 "model",
@@ -527,6 +536,6 @@ def write_report(
                 ]
                 for r in rows
             ],
-        )
+        ),
     )
     return out
