@@ -557,18 +557,22 @@ def evaluate_heldout(config, params, batches, loss_opts: LossOptions, mesh, rule
     `params` may lack 'prompt' (the model alone). Also returns the share of the
     most frequent prediction on held-out rows (1.0 = a constant answer).
     """
-    fn = jax.jit(lambda p, b: losses(config, p, b, loss_opts)[1])
+    # Replicated outputs: every process can read them (multi-host).
+    fn = jax.jit(
+        lambda p, b: {**losses(config, p, b, loss_opts)[1], "weight": b["weight"]},
+        out_shardings=partitioning.replicated(mesh),
+    )
     totals: dict[str, float] = {}
     preds = []
     n = 0.0
     with partitioning.active(mesh, rules):
         for batch in batches:
             m = jax.device_get(fn(params, batch))
-            w = float(batch["weight"].sum())
+            w = float(m["weight"].sum())
             n += w
             for k in ("kl", "accuracy_paraphrase", "accuracy_original", "entropy", "ce"):
                 totals[k] = totals.get(k, 0.0) + float(m[k]) * w
-            preds.append(np.asarray(m["predictions"])[batch["weight"] > 0, 1:].ravel())
+            preds.append(np.asarray(m["predictions"])[m["weight"] > 0, 1:].ravel())
     out = {k: v / n for k, v in totals.items()}
     allp = np.concatenate(preds)
     out["majority_share"] = float(np.bincount(allp).max() / len(allp))
@@ -617,7 +621,10 @@ def train(
         raise ValueError(
             f"{split_file} records another template split or data options; use a new workdir"
         )
-    split_file.write_text(json.dumps(recorded, indent=2))
+    if jax.process_index() == 0:  # One writer, atomic: no process reads half a file.
+        tmp = split_file.with_name(split_file.name + ".tmp")
+        tmp.write_text(json.dumps(recorded, indent=2))
+        tmp.replace(split_file)
     config, base_params, tokenizer = load_base_model(model, mesh, rules)
     train_ids = split.original + split.paraphrase
     encoded = encode_examples(split, train_ids, tokenizer, data, data.split, data.limit)
