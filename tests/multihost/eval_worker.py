@@ -1,0 +1,91 @@
+"""One process of a multi-host evaluation (started by test_multihost.py).
+
+argv: OUT_DIR RESULT_JSON [PROCESS_ID NUM_PROCESSES PORT]. Runs the `eval`
+command of `jaxrobust.main` (2 toy tasks x 2 templates, 7 examples each in
+chunks of 3, so the hosts' shares of a chunk are 2 and 1, or 1 and 0) with the
+coordinator flags passed through to `distributed.initialize`, on one 2 x 2
+mesh (data x model). RESULT_JSON lists every record-file and JSON write this
+process made, and the per-host chunk shares it scored.
+"""
+
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+
+from jaxrobust import evaluation, main, records  # noqa: E402
+
+out_dir, result_json = sys.argv[1], sys.argv[2]
+flags = []
+if len(sys.argv) > 3:
+    flags = [
+        f"--process_id={sys.argv[3]}",
+        f"--num_processes={sys.argv[4]}",
+        f"--coordinator=127.0.0.1:{sys.argv[5]}",
+    ]
+
+writes: list[str] = []
+shares: list[int] = []
+finish, write_json, share = records.PartialWriter.finish, records.write_json, evaluation.host_share
+
+
+def counted_finish(self):
+    writes.append(str(self.final))
+    return finish(self)
+
+
+def counted_write_json(path, obj):
+    writes.append(str(path))
+    return write_json(path, obj)
+
+
+def counted_share(chunk, index, count):
+    mine = share(chunk, index, count)
+    shares.append(len(mine))
+    return mine
+
+
+records.PartialWriter.finish = counted_finish
+records.write_json = counted_write_json
+evaluation.host_share = counted_share
+
+TASKS = [
+    "jr:toyqa:qa:toyqa_o1",
+    "jr:toyqa:qa:toyqa_u1",
+    "jr:toyre:re:toyre_o1",
+    "jr:toyre:re:toyre_u1",
+]
+code = main.main(
+    [
+        "eval",
+        "--gin_file=gin_configs/runs/eval.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        f"--gin.MIXTURES={TASKS!r}",
+        f"--gin.OUTPUT_DIR='{out_dir}'",
+        "--gin.TASK_MODULES=['eval_tasks']",
+        "--gin.LIMIT=7",
+        "--gin.CHUNK_SIZE=3",
+        "--gin.BATCH_SIZE=4",
+        "--gin.MAX_INPUT_LEN=64",
+        "--gin.MODEL_PARALLEL=2",
+        "--gin.RECORD_POOLED=True",
+        "--gin.evaluation.EvalOptions.progress=False",
+        *flags,
+    ]
+)
+import jax  # noqa: E402
+
+pathlib.Path(result_json).write_text(
+    json.dumps(
+        {
+            "code": code,
+            "process": jax.process_index(),
+            "count": jax.process_count(),
+            "mesh_devices": jax.device_count(),
+            "writes": writes,
+            "shares": shares,
+        }
+    )
+)
