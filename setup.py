@@ -39,6 +39,7 @@ setuptools.setup(
         "test": [
             "pytest",
             "pytest-timeout",
+            "pytest-xdist",
             "ruff",
             "scikit-learn",
             "statsmodels",
