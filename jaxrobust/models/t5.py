@@ -113,6 +113,17 @@ PRESETS["tiny"] = T5Config(
     num_encoder_layers=2,
     num_decoder_layers=2,
 )
+# The built-in study's model (jaxrobust/study), trained from scratch on 2 CPU cores
+# in minutes; its vocabulary is the study's BPE (vocab_size is overridden by it).
+PRESETS["study-small"] = T5Config(
+    vocab_size=1024,
+    emb_dim=64,
+    num_heads=4,
+    head_dim=16,
+    mlp_dim=128,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+)
 
 
 def get_preset(name: str, **overrides: Any) -> T5Config:

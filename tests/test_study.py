@@ -1,0 +1,111 @@
+"""The built-in study end to end, reduced (gin_configs/study_tiny.gin): CLI, report, resume, seeds.
+
+A few training steps on one task's evaluation, so it runs in CI; the numbers
+show the machinery, not a result (README's table comes from the full run).
+"""
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from jaxrobust import main, records
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REPORT_FILES = ("study.md", "study.json", "summary.md", "templates.md")
+
+
+def _study(out: pathlib.Path, capsys, *extra: str) -> str:
+    argv = [
+        "study",
+        "--gin_file=gin_configs/runs/study.gin",
+        "--gin_file=gin_configs/study_tiny.gin",
+        f"--gin.OUTPUT_DIR='{out}'",
+        "--gin.pipeline.StudyOptions.eval_tasks=('yn',)",
+        *extra,
+    ]
+    assert main.main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_study_end_to_end_resumes_and_repeats(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    printed = _study(a, capsys)
+    report = a / "eval" / "report"
+    assert f"report: {report / 'study.md'}" in printed
+    for name in (*REPORT_FILES, "study.png"):
+        assert (report / name).stat().st_size > 0, name
+    assert (report / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The table: three models, CIs around every estimate, the tuned row without an effect.
+    table = (report / "study.md").read_text()
+    rows = [line for line in table.splitlines() if re.match(r"\| (tuned|\+ PT)", line)]
+    assert [r.split(" | ")[0] for r in rows[:3]] == ["| tuned", "| + PT", "| + PT+KL"]
+    result = json.loads((report / "study.json").read_text())
+    for model, row in result["models"].items():
+        for key in ("observed", "paraphrase", "heldout", "gap"):
+            assert row[key]["low"] <= row[key]["estimate"] <= row[key]["high"], (model, key)
+        assert ("effect_heldout" in row) == (model != "tuned")
+
+    # Held-out templates were never trained on; tuning saw the observed ones only.
+    splits = {
+        s: json.loads((a / s / "template_split.json").read_text()) for s in ("tune", "pt", "pt_kl")
+    }
+    for stage, split in splits.items():
+        assert sorted(split["held_out"])[:4] == [f"all_h{i}" for i in range(1, 5)], stage
+        assert sorted(split["original"]) == [f"all_o{i}" for i in range(1, 5)], stage
+        assert not set(split["held_out"]) & set(split["original"] + split["paraphrase"])
+    assert splits["tune"]["paraphrase"] == [] and len(splits["pt_kl"]["paraphrase"]) == 4
+
+    # The records agree with the table: the tuned model's observed accuracy.
+    rec_dir = a / "eval" / "records" / "tuned"
+    observed = [
+        records.read_records(p) for p in sorted(rec_dir.glob("jr__world_yn__qa__yn_o*.jsonl"))
+    ]
+    acc = sum(sum(r["correct"] for r in f.records) / len(f.records) for f in observed) / 4
+    assert result["models"]["tuned"]["observed"]["estimate"] == pytest.approx(acc)
+
+    # Resume: the same command again skips every stage and rewrites no record file.
+    stamps = {p: p.stat().st_mtime_ns for p in (a / "eval" / "records").rglob("*.jsonl")}
+    again = _study(a, capsys)
+    assert again.count("complete, skipped") == 4  # tokenizer, tune, pt, pt_kl
+    assert "{'written': 0, 'resumed': 0, 'skipped': 12}" in again
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # Same seed, another directory: identical report tables.
+    _study(b, capsys)
+    for name in ("study.md", "study.json", "summary.md", "templates.md"):
+        assert (b / "eval" / "report" / name).read_text() == (report / name).read_text(), name
+
+
+def test_stratified_bootstrap_is_two_level_bootstrap_for_one_task():
+    from jaxrobust import metrics
+    from jaxrobust.study import summary
+
+    rng = np.random.default_rng(1)
+    correct = (rng.random((6, 40)) < 0.6).astype(float)
+    observed = np.array([1, 1, 0, 0, 0, 1], bool)
+    ours = summary.stratified_bootstrap(correct, ["t"] * 6, observed=observed, n_resamples=300)
+    ref = metrics.two_level_bootstrap(correct, observed=observed, n_resamples=300)
+    for name in ("observed", "unobserved", "gap"):
+        assert np.array_equal(ours[name].distribution, ref[name].distribution), name
+        assert (ours[name].low, ours[name].high) == (ref[name].low, ref[name].high)
+
+
+def test_stratified_bootstrap_keeps_task_difficulty_out_of_the_gap():
+    """Task a: every template right; task b: every template wrong. Each group has
+    one template per task, so the gap is exactly 0 in every resample, while
+    resampling templates across tasks would swing it between -1 and +1."""
+    from jaxrobust import metrics
+    from jaxrobust.study import summary
+
+    correct = np.array([[1.0] * 10, [0.0] * 10, [1.0] * 10, [0.0] * 10])
+    strata = ["a", "b", "a", "b"]
+    observed = np.array([True, True, False, False])
+    ours = summary.stratified_bootstrap(correct, strata, observed=observed, n_resamples=200)
+    assert ours["observed"].estimate == ours["unobserved"].estimate == 0.5
+    assert (ours["gap"].low, ours["gap"].estimate, ours["gap"].high) == (0.0, 0.0, 0.0)
+    pooled = metrics.two_level_bootstrap(correct, observed=observed, n_resamples=200)
+    assert pooled["gap"].high - pooled["gap"].low >= 1.0
