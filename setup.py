@@ -10,8 +10,7 @@ setuptools.setup(
         "and soft prompts that improve it (JAX/Flax)."
     ),
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["jaxrobust", "jaxrobust.*"])
-    + ["jaxrobust.tasks"],
+    packages=setuptools.find_packages(include=["jaxrobust", "jaxrobust.*"]) + ["jaxrobust.tasks"],
     package_dir={"jaxrobust.tasks": "tasks"},
     package_data={"jaxrobust.tasks": ["**/*.yaml", "**/*.json"]},
     include_package_data=True,
