@@ -64,8 +64,8 @@ class StudyOptions:
     vocab_size: int = 1024  # BPE vocabulary trained on the world.
     max_input_len: int = 128  # Input tokens (world inputs have at most ~90).
     # Instruction tuning (full fine-tuning on the observed templates).
-    tune_steps: int = 1500
-    tune_batch_size: int = 16
+    tune_steps: int = 3000
+    tune_batch_size: int = 32
     tune_learning_rate: float = 2e-3
     tune_warmup_steps: int = 50
     tune_limit: int | None = 8000  # Training records of jr:world_all:qa (4 tasks interleaved).
@@ -86,7 +86,8 @@ class StudyOptions:
     data_dir: str = ""  # '' = skip; else the folder holding boolq/, mmlu/, ...
     real_mixtures: tuple[str, ...] = ("jr:boolq:qa#all",)
     real_limit: int = 50
-    checkpoint_every: int = 100
+    train_eval_limit: int = 64  # Validation records of the trainer's held-out check.
+    checkpoint_every: int = 500
     log_every: int = 50
 
 
@@ -117,7 +118,7 @@ def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> d
         batch_size=opts.tune_batch_size if tune else opts.pt_batch_size,
         max_input_len=opts.max_input_len,
         eval_split="validation",
-        eval_limit=64,
+        eval_limit=opts.train_eval_limit,
         seed=opts.seed,
     )
     loss = training.LossOptions(kl_weight=opts.kl_weight if kl else 0.0, ce_rows="original")
