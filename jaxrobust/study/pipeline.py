@@ -85,6 +85,7 @@ class StudyOptions:
     # Optional: the tuned model on real tasks from the shared data.
     data_dir: str = ""  # '' = skip; else the folder holding boolq/, mmlu/, ...
     real_mixtures: tuple[str, ...] = ("jr:boolq:qa#all",)
+    real_split: str = "validation"  # The split the real mixtures hold (BoolQ: validation).
     real_limit: int = 50
     train_eval_limit: int = 64  # Validation records of the trainer's held-out check.
     checkpoint_every: int = 500
@@ -154,11 +155,13 @@ def _tokenizer(opts: StudyOptions, out: pathlib.Path) -> pathlib.Path:
     return directory
 
 
-def _evaluate(opts: StudyOptions, models, out: pathlib.Path, mixtures, limit: int) -> None:
+def _evaluate(
+    opts: StudyOptions, models, out: pathlib.Path, mixtures, limit: int, split: str = "test"
+) -> None:
     from jaxrobust import evaluation
 
     options = evaluation.EvalOptions(
-        split="test",
+        split=split,
         limit=limit,
         batch_size=opts.eval_batch_size,
         max_input_len=opts.max_input_len,
@@ -239,7 +242,8 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
 
         previous = datasets.set_data_config(datasets.DataConfig(data_dir=opts.data_dir))
         try:
-            _evaluate(opts, [tuned], out / "eval_real", list(opts.real_mixtures), opts.real_limit)
+            real = list(opts.real_mixtures)
+            _evaluate(opts, [tuned], out / "eval_real", real, opts.real_limit, opts.real_split)
             report_lib.write_report(out / "eval_real", n_resamples=opts.n_resamples, seed=opts.seed)
         finally:
             datasets.set_data_config(previous)
