@@ -373,6 +373,23 @@ class BootstrapCI:
     distribution: np.ndarray  # [B] the statistic on each resample.
 
 
+def draw_counts(draws: np.ndarray, n: int, chunk: int = 256):
+    """How often each example was drawn, in chunks of resamples.
+
+    Args:
+      draws: `[B, N]` example indices of B bootstrap resamples.
+      n: the number of examples N.
+
+    Yields:
+      (start, counts `[b, N]`) for resamples `start:start + b`; chunks bound the
+      memory of the count matrix.
+    """
+    for start in range(0, len(draws), chunk):
+        d = draws[start : start + chunk]
+        offsets = (np.arange(len(d)) * n)[:, None]
+        yield start, np.bincount((d + offsets).ravel(), minlength=len(d) * n).reshape(len(d), n)
+
+
 def two_level_bootstrap(
     correct,
     *,
@@ -413,11 +430,8 @@ def two_level_bootstrap(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, (n_resamples, n))  # [B, N] example draws.
     acc = np.empty((n_resamples, k))  # [B, K] each template's mean over the drawn examples.
-    for start in range(0, n_resamples, 256):  # Chunks bound the [b, N] count matrix.
-        d = draws[start : start + 256]
-        offsets = (np.arange(len(d)) * n)[:, None]
-        counts = np.bincount((d + offsets).ravel(), minlength=len(d) * n).reshape(len(d), n)
-        acc[start : start + len(d)] = (counts @ c.T) / n
+    for start, counts in draw_counts(draws, n):
+        acc[start : start + len(counts)] = (counts @ c.T) / n
 
     def resample_templates(columns: np.ndarray) -> np.ndarray:
         picks = rng.integers(0, columns.size, (n_resamples, columns.size))

@@ -144,13 +144,10 @@ def f1_bootstrap(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, (n_resamples, n))
     f1 = np.empty((n_resamples, k))
-    for start in range(0, n_resamples, 256):
-        d = draws[start : start + 256]
-        offsets = (np.arange(len(d)) * n)[:, None]
-        counts = np.bincount((d + offsets).ravel(), minlength=len(d) * n).reshape(len(d), n)
+    for start, counts in metrics.draw_counts(draws, n):
         t, p, f = counts @ tp.T, counts @ fp.T, counts @ fn.T
         with np.errstate(invalid="ignore", divide="ignore"):
-            f1[start : start + len(d)] = np.where(t > 0, 2 * t / (2 * t + p + f), 0.0)
+            f1[start : start + len(counts)] = np.where(t > 0, 2 * t / (2 * t + p + f), 0.0)
     point = np.array([_f1(tp[i], fp[i], fn[i]) for i in range(k)])
     groups = {"observed": np.flatnonzero(observed), "unobserved": np.flatnonzero(~observed)}
     drawn = {}

@@ -110,11 +110,8 @@ def stratified_bootstrap(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, (n_resamples, n))
     acc = np.empty((n_resamples, k))
-    for start in range(0, n_resamples, 256):
-        d = draws[start : start + 256]
-        offsets = (np.arange(len(d)) * n)[:, None]
-        counts = np.bincount((d + offsets).ravel(), minlength=len(d) * n).reshape(len(d), n)
-        acc[start : start + len(d)] = (counts @ c.T) / n
+    for start, counts in metrics.draw_counts(draws, n):
+        acc[start : start + len(counts)] = (counts @ c.T) / n
     groups = {"mean": np.ones(k, bool)}
     if observed is not None:
         m = np.asarray(observed, bool)
