@@ -221,15 +221,6 @@ def _tokenizer(spec: ModelSpec):
     return tokenizer.HFTokenizer(directory)
 
 
-def _engine_formats_prompts() -> bool:
-    """Whether `inference.Engine` applies prompt formats itself (and has a LLaMA adapter)."""
-    import inspect
-
-    from jaxrobust import inference
-
-    return "prompt_format" in inspect.signature(inference.Engine).parameters
-
-
 def build_engine(spec: ModelSpec, options: EvalOptions):
     """Loads (or randomly initialises) a model into an `inference.Engine`."""
     import jax
@@ -240,11 +231,6 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
 
     if spec.family not in ("t5", "llama"):
         raise ValueError(f"model {spec.name!r}: unknown family {spec.family!r} (t5 or llama)")
-    engine_formats = _engine_formats_prompts()
-    if spec.family == "llama" and not engine_formats:
-        raise NotImplementedError(
-            f"model {spec.name!r}: this inference.Engine has no decoder-only (LLaMA) adapter"
-        )
     lib = {"t5": t5, "llama": llama}[spec.family]
     tok = _tokenizer(spec)
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
@@ -272,7 +258,6 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
             variables["params"],
             is_leaf=lambda x: hasattr(x, "value"),
         )
-    kwargs = {"prompt_format": spec.prompt_format} if engine_formats else {}
     return inference.Engine(
         config,
         params,
@@ -281,7 +266,7 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
         rules=rules,
         batch_size=options.batch_size,
         max_input_len=options.max_input_len,
-        **kwargs,
+        prompt_format=spec.prompt_format,
     )
 
 
@@ -392,22 +377,9 @@ def make_scorer(
     engine, spec: ModelSpec, options: EvalOptions, soft_prompt: np.ndarray | None = None
 ) -> Callable[[list[dict]], tuple[list[dict], np.ndarray | None]]:
     """chunk of examples -> (records, pooled-state sum or None); a collective call."""
-    from jaxrobust import prompt_formats
-
-    # An engine with a `prompt_format` wraps inputs itself (and knows where the
-    # prompt ends for truncation); an older one gets them wrapped here.
-    fmt = prompt_formats.get_format(
-        "none" if getattr(engine, "prompt_format", None) is not None else spec.prompt_format
-    )
+    # The engine wraps inputs in the model's prompt format (`build_engine`).
     kwargs: dict[str, Any] = {"mode": options.mode, "average": options.average}
     if soft_prompt is not None:
-        import inspect
-
-        if "prefix_embeddings" not in inspect.signature(engine.rank_classify).parameters:
-            raise NotImplementedError(
-                "inference.Engine.rank_classify takes no prefix_embeddings yet; "
-                f"cannot evaluate soft prompt {spec.soft_prompt}"
-            )
         kwargs["prefix_embeddings"] = soft_prompt
     rank, count = _process()
 
@@ -416,7 +388,7 @@ def make_scorer(
         # pads the short host with dummy batches, so all run the same steps with
         # the same shapes), and the shares are gathered back into chunk order.
         mine = host_share(chunk, rank, count)
-        inputs = [fmt.apply(ex["inputs"]) for ex in mine]
+        inputs = [ex["inputs"] for ex in mine]
         for ex in mine:
             if not ex["options"]:
                 raise ValueError(
