@@ -242,8 +242,7 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
         config = lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
     # Axes the mesh does not divide (a 32001-row vocabulary, the byte tokenizer's
     # 259) are replicated.
-    dims = llama.logical_dims(config) if spec.family == "llama" else {"vocab": (config.vocab_size,)}
-    rules = partitioning.fit_rules_to_dims(rules, mesh, dims)
+    rules = partitioning.fit_rules_to_dims(rules, mesh, lib.logical_dims(config))
     if spec.checkpoint:
         shardings = partitioning.logical_to_shardings(lib.param_logical_axes(config), mesh, rules)
         load = {"t5": checkpoints.load_hf_t5, "llama": checkpoints.load_hf_llama}[spec.family]

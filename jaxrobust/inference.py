@@ -246,7 +246,8 @@ class T5Adapter:
         return t5.param_logical_axes(self.config)
 
     def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> Any:
-        return rules
+        """Replicates axes the mesh does not divide (e.g. the byte tokenizer's 259 rows)."""
+        return partitioning.fit_rules_to_dims(rules, mesh, t5.logical_dims(self.config))
 
     def encode_prompt(self, text: str) -> list[int]:
         """Encoder ids, EOS included."""

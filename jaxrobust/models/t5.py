@@ -603,6 +603,17 @@ def dummy_inputs(batch: int = 1, length: int = 4) -> tuple[np.ndarray, np.ndarra
     return np.ones((batch, length), np.int32), np.ones((batch, length), np.int32)
 
 
+def logical_dims(config: T5Config) -> dict[str, tuple[int, ...]]:
+    """Every size each logical axis takes (for `partitioning.fit_rules_to_dims`)."""
+    return {
+        "vocab": (config.vocab_size,),
+        "embed": (config.emb_dim,),
+        "mlp": (config.mlp_dim,),
+        "heads": (config.num_heads,),
+        "joined_kv": (config.num_heads * config.head_dim,),
+    }
+
+
 def param_logical_axes(config: T5Config) -> Any:
     """The logical axis names of every parameter, as a tree like the params."""
     abstract = jax.eval_shape(lambda: T5(config).init(jax.random.PRNGKey(0), *dummy_inputs()))
