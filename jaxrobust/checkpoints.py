@@ -210,14 +210,26 @@ class Source:
 CHUNK_BYTES = 4 * 2**20
 
 
-def _read_whole(source: Source, dtype: np.dtype) -> np.ndarray:
-    nbytes = int(np.prod(source.shape)) * dtype.itemsize
-    if nbytes <= CHUNK_BYTES or not source.shape:
-        return np.asarray(source.read(None), dtype=dtype)
-    out = np.empty(source.shape, dtype)
+# XLA's CPU client uses a host buffer with this alignment as the device buffer
+# itself instead of copying it.
+_CPU_ALIGNMENT = 64
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _CPU_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % _CPU_ALIGNMENT
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def _read_whole(source: Source, out: np.ndarray) -> np.ndarray:
+    """Fills `out` from `source`, a part of about `CHUNK_BYTES` at a time."""
+    if out.nbytes <= CHUNK_BYTES or not source.shape:
+        out[...] = source.read(None)
+        return out
     axis = source.chunk_axis
     n = source.shape[axis]
-    step = max(1, n * CHUNK_BYTES // nbytes)
+    step = max(1, n * CHUNK_BYTES // out.nbytes)
     for start in range(0, n, step):
         index = [slice(None)] * out.ndim
         index[axis] = slice(start, min(n, start + step))
@@ -230,29 +242,45 @@ def _write_part(buffer: jax.Array, part: jax.Array, offset: jax.Array, axis: int
     return jax.lax.dynamic_update_slice_in_dim(buffer, part, offset, axis)
 
 
-def _place(source: Source, sharding: jax.sharding.Sharding | None, dtype) -> jax.Array:
-    """Puts one tensor on its device(s).
+def _stream_to_device(source: Source, device_sharding: jax.sharding.Sharding, dtype) -> jax.Array:
+    """Writes a tensor in parts into a donated buffer on one device.
 
-    JAX always copies host buffers, so a whole-tensor upload briefly holds the
-    tensor twice. Large tensors bound for one device are instead written in
-    parts into a donated device buffer: the host never holds more than a part.
-    Parts have one shape (the last overlaps its predecessor), so this compiles
-    once per tensor shape.
+    The host never holds more than a part. Parts have one shape (the last
+    overlaps its predecessor): one compilation per tensor shape.
+    """
+    nbytes = int(np.prod(source.shape)) * dtype.itemsize
+    axis = source.chunk_axis
+    n = source.shape[axis]
+    step = max(1, n * CHUNK_BYTES // nbytes)
+    buffer = jnp.zeros(source.shape, dtype, device=device_sharding)
+    for start in range(0, n, step):
+        start = min(start, n - step)
+        part = np.asarray(source.read(slice(start, start + step)), dtype=dtype)
+        buffer = _write_part(buffer, jax.device_put(part, device_sharding), start, axis)
+    return buffer
+
+
+def _place(source: Source, sharding: jax.sharding.Sharding | None, dtype) -> jax.Array:
+    """Puts one tensor on its device(s), holding it on the host at most once.
+
+    - One CPU device: the tensor is read into a suitably aligned host buffer,
+      which XLA's CPU client adopts as the device buffer (no copy at all).
+    - One accelerator: a large tensor is streamed in parts (`_stream_to_device`).
+    - Several devices: each device copies its shard out of one host array.
     """
     dtype = np.dtype(dtype)
+    devices = sharding.device_set if sharding is not None else {jax.devices()[0]}
     nbytes = int(np.prod(source.shape)) * dtype.itemsize
-    one_device = sharding is None or len(sharding.device_set) == 1
-    if one_device and source.shape and nbytes > 4 * CHUNK_BYTES:
-        axis = source.chunk_axis
-        n = source.shape[axis]
-        step = max(1, n * CHUNK_BYTES // nbytes)
-        buffer = jnp.zeros(source.shape, dtype, device=sharding)
-        for start in range(0, n, step):
-            start = min(start, n - step)
-            part = np.asarray(source.read(slice(start, start + step)), dtype=dtype)
-            buffer = _write_part(buffer, jax.device_put(part, sharding), start, axis)
-        return buffer
-    array = _read_whole(source, dtype)
+    if len(devices) == 1:
+        if next(iter(devices)).platform == "cpu":
+            # device_put(x, None) leaves the array uncommitted, as before.
+            return jax.device_put(
+                _read_whole(source, _aligned_empty(source.shape, dtype)), sharding
+            )
+        if source.shape and nbytes > 4 * CHUNK_BYTES:
+            device_sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            return _stream_to_device(source, device_sharding, dtype)
+    array = _read_whole(source, np.empty(source.shape, dtype))
     if sharding is None:
         # Not jnp.asarray: it stages a second host copy (measured: 3x the tensor).
         return jax.device_put(array)
