@@ -109,3 +109,42 @@ def padded_batch(vocab: int, seed: int = 0, batch: int = 4, enc_len: int = 13, d
     targets = np.where(mask, targets, 0)
     dec_in = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
     return enc, dec_in, targets, mask
+
+
+def membership_targets(enc: np.ndarray, dec_in: np.ndarray, vocab: int) -> np.ndarray:
+    """A small task that needs encoder, cross-attention and decoder alike.
+
+    The next token is the decoder input + 1 where that token occurs in the
+    encoder input, else + 2 (mod the vocabulary).
+    """
+    member = (dec_in[:, :, None] == enc[:, None, :]).any(-1)
+    return (dec_in + np.where(member, 1, 2)) % vocab
+
+
+def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2):
+    """Trains an HF T5 with Adam on `membership_targets` over random padded batches.
+
+    The batches come from `padded_batch` with seeds 1000.., never the parity
+    batch (seed 0). Returns the model in eval mode and the last loss.
+    """
+    import torch
+
+    vocab = model.config.vocab_size
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        enc, dec_in, _, mask = padded_batch(
+            vocab, seed=1000 + step, batch=32, enc_len=24, dec_len=16
+        )
+        targets = torch.tensor(membership_targets(enc, dec_in, vocab), dtype=torch.long)
+        logits = model(
+            input_ids=torch.tensor(enc, dtype=torch.long),
+            attention_mask=torch.tensor(enc != 0),
+            decoder_input_ids=torch.tensor(dec_in, dtype=torch.long),
+        ).logits
+        nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+        loss = (nll * torch.tensor(mask)).sum() / mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), loss.item()
