@@ -111,6 +111,61 @@ def padded_batch(vocab: int, seed: int = 0, batch: int = 4, enc_len: int = 13, d
     return enc, dec_in, targets, mask
 
 
+def make_hf_llama(directory, seed=0, **overrides):
+    """Builds a random HF `LlamaForCausalLM`, saves it with `save_pretrained`.
+
+    Returns the (eval-mode) torch model.
+    """
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    kwargs = dict(
+        vocab_size=120,
+        hidden_size=32,
+        intermediate_size=44,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+    )
+    kwargs.update(overrides)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kwargs)).eval()
+    d = kwargs["hidden_size"]
+    with torch.no_grad():
+        # Trained-model-like scales rather than HF's init (see make_hf_t5):
+        # norms near 1, matrices N(0, 1/fan_in), embeddings N(0, 1) and an
+        # output projection giving peaked distributions, so a wrong transpose,
+        # head order or rotary pairing cannot hide under the tolerance.
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif name == "model.embed_tokens.weight":
+                p.normal_(0.0, 1.0)
+            elif name == "lm_head.weight":
+                p.normal_(0.0, 4.0 / d**0.5)
+            else:
+                p.normal_(0.0, p.shape[1] ** -0.5)
+    model.save_pretrained(directory)
+    return model
+
+
+def left_padded_batch(vocab, seed=0, batch=4, length=11, pad_id=2):
+    """Random prompts of decreasing length, left-padded; some contain <unk> (id 0)."""
+    from jaxrobust.models import llama
+
+    rng = np.random.RandomState(seed)
+    lengths = np.linspace(length, 3, batch).astype(int)
+    rows = []
+    for n in lengths:
+        row = [1] + list(rng.randint(3, vocab, n - 1))
+        row[n // 2] = 0  # <unk> is a real token, never padding.
+        rows.append(row)
+    return llama.left_pad(rows, pad_id, length)
+
+
 def membership_targets(enc: np.ndarray, dec_in: np.ndarray, vocab: int) -> np.ndarray:
     """A small task that needs encoder, cross-attention and decoder alike.
 
@@ -144,6 +199,44 @@ def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2):
         ).logits
         nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
         loss = (nll * torch.tensor(mask)).sum() / mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), loss.item()
+
+
+def previous_token_targets(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A decoder-only task that needs attention: predict the token one before.
+
+    Returns (targets `[B, T]`, where `[B, T]`: positions with a previous token).
+    """
+    targets = np.concatenate([tokens[:, :1], tokens[:, :-1]], axis=1)
+    where = mask & np.concatenate([np.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1)
+    return targets, where
+
+
+def train_hf_llama_on_previous_token(model, steps: int = 300, lr: float = 1e-2):
+    """Trains an HF LLaMA with Adam on `previous_token_targets`.
+
+    Batches are `left_padded_batch(seed=1000..., batch=32, length=24)`, never
+    the parity batch (seed 0). Returns the model in eval mode and the last loss.
+    """
+    import torch
+
+    vocab = model.config.vocab_size
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        tokens, mask, positions = left_padded_batch(vocab, seed=1000 + step, batch=32, length=24)
+        targets, where = previous_token_targets(tokens, mask)
+        targets = torch.tensor(targets, dtype=torch.long)
+        logits = model(
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(mask, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits
+        nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+        loss = (nll * torch.tensor(where)).sum() / where.sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from parity_helpers import PARITY_TOL, SELF_TOL, log_softmax
-from test_llama import make_hf_llama
+from parity_helpers import PARITY_TOL, SELF_TOL, log_softmax, make_hf_llama
 
 from jaxrobust import checkpoints, generation, inference, inference_llama, partitioning
 from jaxrobust.prompt_formats import get_format
