@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxrobust import checkpoints, evaluation, partitioning, records, training
+from jaxrobust import checkpoints, evaluation, partitioning, records, training, training_data
 from jaxrobust.models import prompts, t5
 from jaxrobust.tokenizer import ByteTokenizer
 
@@ -29,7 +29,7 @@ if str(FIXTURES) not in sys.path:
 import train_tasks  # noqa: E402, F401  (registers jr:toysent:qa)
 
 TASK = "jr:toysent:qa"
-DATA = training.DataOptions(
+DATA = training_data.DataOptions(
     task=TASK,
     split="train",
     limit=40,
@@ -61,21 +61,23 @@ def _flat(tree):
 
 
 def test_template_split_and_batches():
-    split = training.split_templates(DATA)
+    split = training_data.split_templates(DATA)
     assert split.original == ("sent_o1", "sent_o2")
     assert split.held_out == ("sent_u5", "sent_u6")
     assert split.paraphrase == ("sent_u1", "sent_u2", "sent_u3", "sent_u4")
-    drawn = training.split_templates(training.DataOptions(task=TASK, num_held_out=2, seed=3))
+    drawn_data = training_data.DataOptions(task=TASK, num_held_out=2, seed=3)
+    drawn = training_data.split_templates(drawn_data)
     assert drawn.original == ("sent_o1", "sent_o2")  # The observed templates.
     assert len(drawn.held_out) == 2 and not set(drawn.held_out) & set(drawn.original)
     with pytest.raises(KeyError, match="no template 'nope'"):
-        training.split_templates(training.DataOptions(task=TASK, held_out_templates=("nope",)))
+        bad = training_data.DataOptions(task=TASK, held_out_templates=("nope",))
+        training_data.split_templates(bad)
 
     tok = ByteTokenizer()
     train_ids = split.original + split.paraphrase
-    enc = training.encode_examples(split, train_ids, tok, DATA, "train", DATA.limit)
-    a = training.ParaphraseBatches(enc, len(split.original), DATA, 0)
-    b = training.ParaphraseBatches(enc, len(split.original), DATA, 0)
+    enc = training_data.encode_examples(split, train_ids, tok, DATA, "train", DATA.limit)
+    a = training_data.ParaphraseBatches(enc, len(split.original), DATA, 0)
+    b = training_data.ParaphraseBatches(enc, len(split.original), DATA, 0)
     for step in (0, 7):  # A pure function of (seed, step): the data position is the step.
         for k, v in a.batch(step).items():
             np.testing.assert_array_equal(v, b.batch(step)[k])
@@ -174,11 +176,11 @@ def test_step_on_2x4_mesh_matches_one_device():
     config = t5.get_preset("tiny", vocab_size=264)
     init = jax.jit(lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs()))
     params = nn.meta.unbox(init(jax.random.PRNGKey(0)))["params"]
-    split = training.split_templates(DATA)
-    enc = training.encode_examples(
+    split = training_data.split_templates(DATA)
+    enc = training_data.encode_examples(
         split, split.original + split.paraphrase, ByteTokenizer(), DATA, "train", DATA.limit
     )
-    batch = training.ParaphraseBatches(enc, 2, DATA, 0).batch(0)
+    batch = training_data.ParaphraseBatches(enc, 2, DATA, 0).batch(0)
     table = params["token_embedder"]["embedding"]
     prompt = prompts.from_sampled_vocab(table)(jax.random.PRNGKey(0), (4, config.emb_dim))
     tree = jax.device_get({"model": params, "prompt": {"prompt": prompt}})
@@ -273,7 +275,7 @@ def test_kl_prompt_makes_held_out_wordings_agree(tmp_path):
     ft = training.train(
         base,
         str(ft_dir),
-        training.DataOptions(**{**common, "num_paraphrases": 0}),
+        training_data.DataOptions(**{**common, "num_paraphrases": 0}),
         training.LossOptions(),
         training.TrainOptions(
             trainable=("model/.*",),
@@ -291,7 +293,7 @@ def test_kl_prompt_makes_held_out_wordings_agree(tmp_path):
         runs[name] = training.train(
             ft_spec,
             str(tmp_path / name),
-            training.DataOptions(**common),
+            training_data.DataOptions(**common),
             training.LossOptions(kl_weight=kl_weight),
             training.TrainOptions(
                 prompt_length=16,
@@ -319,12 +321,12 @@ def test_kl_prompt_makes_held_out_wordings_agree(tmp_path):
     )
     module = prompts.Prompt(16, config.emb_dim, init)
     first = nn.meta.unbox(module.init(jax.random.PRNGKey(0)))["params"]
-    data = training.DataOptions(**common)
-    split = training.split_templates(data)
-    enc = training.encode_examples(
+    data = training_data.DataOptions(**common)
+    split = training_data.split_templates(data)
+    enc = training_data.encode_examples(
         split, split.original + split.paraphrase, ByteTokenizer(), data, "train", None
     )
-    batches = training.ParaphraseBatches(enc, 2, data, 0)
+    batches = training_data.ParaphraseBatches(enc, 2, data, 0)
     fn = jax.jit(lambda p, b: training.losses(config, p, b, training.LossOptions(kl_weight=1.0))[1])
 
     def mean_terms(prompt):

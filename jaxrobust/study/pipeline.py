@@ -100,7 +100,7 @@ def _template_ids(role: str) -> tuple[str, ...]:
 
 def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> dict[str, Any]:
     """One training stage; skipped when its metrics.json (written last) exists."""
-    from jaxrobust import training
+    from jaxrobust import training, training_data
 
     done = workdir / "metrics.json"
     if done.exists():
@@ -108,7 +108,7 @@ def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> d
         return json.loads(done.read_text())
     tune = stage == "tune"
     kl = stage == "pt_kl"
-    data = training.DataOptions(
+    data = training_data.DataOptions(
         task=TASK,
         split="train",
         limit=opts.tune_limit if tune else opts.pt_limit,

@@ -38,14 +38,14 @@ import numpy as np  # noqa: E402
 import train_tasks  # noqa: E402, F401  (registers jr:toysent:qa)
 from flax import traverse_util  # noqa: E402
 
-from jaxrobust import evaluation, partitioning, training  # noqa: E402
+from jaxrobust import evaluation, partitioning, training, training_data  # noqa: E402
 from jaxrobust.models import prompts  # noqa: E402
 from jaxrobust.tokenizer import ByteTokenizer  # noqa: E402
 
 ByteTokenizer.vocab_size = 264
 
 SPEC = evaluation.ModelSpec(name="tiny", preset="tiny", tokenizer="byte")
-DATA = training.DataOptions(
+DATA = training_data.DataOptions(
     task="jr:toysent:qa",
     limit=16,
     batch_size=4,
@@ -67,12 +67,12 @@ OPTS = training.TrainOptions(
 # ------------------------------------------------ 1. loss and gradients at step 0
 mesh = partitioning.make_mesh(data=-1, model=OPTS.model_parallel)
 rules = partitioning.standard_logical_axis_rules()
-split = training.split_templates(DATA)
+split = training_data.split_templates(DATA)
 config, base, tok = training.load_base_model(SPEC, mesh, rules)
-encoded = training.encode_examples(
+encoded = training_data.encode_examples(
     split, split.original + split.paraphrase, tok, DATA, DATA.split, DATA.limit
 )
-batch = training.ParaphraseBatches(encoded, len(split.original), DATA, config.pad_id).batch(0)
+batch = training_data.ParaphraseBatches(encoded, len(split.original), DATA, config.pad_id).batch(0)
 init = training.prompt_initializer(OPTS, base["token_embedder"]["embedding"], tok)
 module = prompts.Prompt(OPTS.prompt_length, config.emb_dim, init)
 prompt, _ = partitioning.init_sharded(module.init, jax.random.PRNGKey(OPTS.seed), mesh, rules)
