@@ -19,12 +19,15 @@ pipeline) is kept off accelerators, and log lines name the process.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,3 +142,68 @@ def setup_logging(level: int = logging.INFO) -> None:
     for other in logging.getLogger().handlers:
         if type(other) is logging.StreamHandler:
             other.addFilter(lambda r: not r.name.startswith("jaxrobust"))
+
+
+# ---------------------------------------------------------------------------
+# Collectives and per-host shares (identities on one host).
+# ---------------------------------------------------------------------------
+
+
+def process() -> tuple[int, int]:
+    """(this process's index, the process count)."""
+    return jax.process_index(), jax.process_count()
+
+
+def broadcast_int(value: int) -> int:
+    """Process 0's value, on every process."""
+    if process()[1] == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+def gather_json(local: list[Any]) -> list[Any]:
+    """Concatenates JSON-able lists from all processes in process order."""
+    if process()[1] == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    raw = np.frombuffer(json.dumps(local).encode(), np.uint8)
+    sizes = multihost_utils.process_allgather(np.int64(raw.size))
+    # Padded to a power of two: each new shape is a new all-gather program to compile.
+    padded = np.zeros(1 << max(10, int(np.max(sizes) - 1).bit_length()), np.uint8)
+    padded[: raw.size] = raw
+    every = multihost_utils.process_allgather(padded)
+    return [x for p, n in enumerate(sizes) for x in json.loads(every[p][: int(n)].tobytes())]
+
+
+def host_share(chunk: Sequence[Any], index: int, count: int) -> list[Any]:
+    """Process `index`'s share of a chunk: every `count`-th example from `index`.
+
+    The same interleaving as SeqIO's `ShardInfo(index, num_shards=count)` (and
+    `tf.data.Dataset.shard`), applied to each chunk, so shares differ by at most
+    one example and `interleave` restores the chunk's order exactly.
+    """
+    return list(chunk[index::count])
+
+
+def interleave(shares: Sequence[Sequence[Any]]) -> list[Any]:
+    """Inverse of `host_share`: the chunk, in order, from every process's share."""
+    out: list[Any] = [None] * sum(len(s) for s in shares)
+    for p, share in enumerate(shares):
+        out[p :: len(shares)] = share
+    return out
+
+
+def gather_rows(local: np.ndarray, n_local_max: int) -> list[np.ndarray]:
+    """Every process's `[n_p, D]` float rows (process order); pads to `n_local_max`."""
+    if process()[1] == 1:
+        return [local]
+    from jax.experimental import multihost_utils
+
+    padded = np.zeros((n_local_max,) + local.shape[1:], local.dtype)
+    padded[: len(local)] = local
+    sizes = multihost_utils.process_allgather(np.int64(len(local)))
+    every = multihost_utils.process_allgather(padded)
+    return [every[p][: int(n)] for p, n in enumerate(sizes)]

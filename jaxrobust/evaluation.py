@@ -29,7 +29,7 @@ footer is in, so a final name never holds a partial file. A re-run:
 
 Multi-host: every process reads the task's examples (they are cheap; every
 process checks the data fingerprints agree) and runs the engine on its share of
-each chunk (`host_share`: SeqIO's `ShardInfo(index=process_index,
+each chunk (`distributed.host_share`: SeqIO's `ShardInfo(index=process_index,
 num_shards=process_count)` interleaving, per chunk). The engine pads the short
 host with dummy batches, so all processes run the same steps with the same
 shapes. Process 0 gathers the shares back into chunk order and is the only
@@ -53,7 +53,6 @@ import hashlib
 import importlib
 import importlib.metadata
 import io
-import json
 import logging
 import os
 import pathlib
@@ -66,7 +65,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from jaxrobust import records
+from jaxrobust import distributed, records
 from jaxrobust.metrics import INVALID as INVALID_LABEL
 
 RUNS_DIR = "runs"
@@ -134,72 +133,6 @@ def result_config(model: ModelSpec, options: EvalOptions, prompt_sha: str) -> di
         "max_input_len": options.max_input_len,
         "record_pooled": options.record_pooled,
     }
-
-
-# ---------------------------------------------------------------------------
-# Multi-host helpers (identities on one host).
-# ---------------------------------------------------------------------------
-
-
-def _process() -> tuple[int, int]:
-    import jax
-
-    return jax.process_index(), jax.process_count()
-
-
-def _broadcast_int(value: int) -> int:
-    """Process 0's value, on every process."""
-    if _process()[1] == 1:
-        return value
-    from jax.experimental import multihost_utils
-
-    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
-
-
-def _gather(local: list[Any]) -> list[Any]:
-    """Concatenates JSON-able lists from all processes in process order."""
-    if _process()[1] == 1:
-        return local
-    from jax.experimental import multihost_utils
-
-    raw = np.frombuffer(json.dumps(local).encode(), np.uint8)
-    sizes = multihost_utils.process_allgather(np.int64(raw.size))
-    # Padded to a power of two: each new shape is a new all-gather program to compile.
-    padded = np.zeros(1 << max(10, int(np.max(sizes) - 1).bit_length()), np.uint8)
-    padded[: raw.size] = raw
-    every = multihost_utils.process_allgather(padded)
-    return [x for p, n in enumerate(sizes) for x in json.loads(every[p][: int(n)].tobytes())]
-
-
-def host_share(chunk: Sequence[Any], index: int, count: int) -> list[Any]:
-    """Process `index`'s share of a chunk: every `count`-th example from `index`.
-
-    The same interleaving as SeqIO's `ShardInfo(index, num_shards=count)` (and
-    `tf.data.Dataset.shard`), applied to each chunk, so shares differ by at most
-    one example and `interleave` restores the chunk's order exactly.
-    """
-    return list(chunk[index::count])
-
-
-def interleave(shares: Sequence[Sequence[Any]]) -> list[Any]:
-    """Inverse of `host_share`: the chunk, in order, from every process's share."""
-    out: list[Any] = [None] * sum(len(s) for s in shares)
-    for p, share in enumerate(shares):
-        out[p :: len(shares)] = share
-    return out
-
-
-def _gather_rows(local: np.ndarray, n_local_max: int) -> list[np.ndarray]:
-    """Every process's `[n_p, D]` float rows (process order); pads to `n_local_max`."""
-    if _process()[1] == 1:
-        return [local]
-    from jax.experimental import multihost_utils
-
-    padded = np.zeros((n_local_max,) + local.shape[1:], local.dtype)
-    padded[: len(local)] = local
-    sizes = multihost_utils.process_allgather(np.int64(len(local)))
-    every = multihost_utils.process_allgather(padded)
-    return [every[p][: int(n)] for p, n in enumerate(sizes)]
 
 
 # ---------------------------------------------------------------------------
@@ -380,13 +313,13 @@ def make_scorer(
     kwargs: dict[str, Any] = {"mode": options.mode, "average": options.average}
     if soft_prompt is not None:
         kwargs["prefix_embeddings"] = soft_prompt
-    rank, count = _process()
+    rank, count = distributed.process()
 
     def score(chunk: list[dict]) -> tuple[list[dict], np.ndarray | None]:
         # Per-host input sharding: each process scores its share (the engine
         # pads the short host with dummy batches, so all run the same steps with
         # the same shapes), and the shares are gathered back into chunk order.
-        mine = host_share(chunk, rank, count)
+        mine = distributed.host_share(chunk, rank, count)
         inputs = [ex["inputs"] for ex in mine]
         for ex in mine:
             if not ex["options"]:
@@ -401,9 +334,9 @@ def make_scorer(
             # Per-example states summed in chunk order: the same float64 sum
             # whatever the process count.
             states = engine.pooled_encoder_states(inputs)  # [n_local, D] float32
-            rows = _gather_rows(states, -(-options.chunk_size // count))
-            pooled = np.asarray(interleave(rows), np.float64).sum(0)
-        return interleave(_gather([local])), pooled
+            rows = distributed.gather_rows(states, -(-options.chunk_size // count))
+            pooled = np.asarray(distributed.interleave(rows), np.float64).sum(0)
+        return distributed.interleave(distributed.gather_json([local])), pooled
 
     return score
 
@@ -462,7 +395,7 @@ def evaluate_file(
     Collective: every process calls it with the same arguments; process 0 alone
     touches the file system.
     """
-    writer0 = _process()[0] == 0
+    writer0 = distributed.process()[0] == 0
     status = 0  # 0: compute, 1: complete already.
     if writer0 and path.exists():
         try:
@@ -483,13 +416,13 @@ def evaluate_file(
                     "write to a new output directory or delete the file",
                 )
             status = 1
-    if _broadcast_int(status) == 1:
+    if distributed.broadcast_int(status) == 1:
         if progress:
             progress.update(len(examples), f"{header['task']} (complete)")
         return "skipped"
     writer = records.PartialWriter(path, header, chunk_size) if writer0 else None
     try:
-        start = _broadcast_int(writer.n_done if writer else 0)
+        start = distributed.broadcast_int(writer.n_done if writer else 0)
         if progress and start:
             progress.update(start, f"{header['task']} (resumed)")
         for lo in range(start, len(examples), chunk_size):
@@ -565,7 +498,7 @@ def run(
     examples = {t: task_examples(t, options) for t in tasks}
     fingerprints = {t: data_fingerprint(ex) for t, ex in examples.items()}
     _check_same_data(fingerprints)
-    rank, count = _process()
+    rank, count = distributed.process()
     log.info(
         "%d tasks, %d examples each for %d models; process %d of %d scores its share",
         len(tasks),
@@ -574,7 +507,7 @@ def run(
         rank,
         count,
     )
-    writer0 = _process()[0] == 0
+    writer0 = distributed.process()[0] == 0
     started = datetime.datetime.now(datetime.timezone.utc)
     meta = {
         "started": started.isoformat(),
@@ -647,7 +580,7 @@ def _unreachable(chunk: list[dict]):
 
 def _check_same_data(fingerprints: dict[str, str]) -> None:
     """Every process must have read the same examples (same files, same versions)."""
-    every = _gather([fingerprints])
+    every = distributed.gather_json([fingerprints])
     for p, theirs in enumerate(every):
         differ = sorted(t for t in fingerprints if theirs.get(t) != every[0].get(t))
         if differ:
@@ -660,9 +593,9 @@ def _check_same_data(fingerprints: dict[str, str]) -> None:
 def _complete(path: epath.Path, header: dict) -> bool:
     """Whether process 0 holds a verified, matching file (all processes agree)."""
     ok = 0
-    if _process()[0] == 0 and path.exists():
+    if distributed.process()[0] == 0 and path.exists():
         try:
             ok = int(records.read_records(path).header == header)
         except records.RecordsError:
             ok = 0
-    return bool(_broadcast_int(ok))
+    return bool(distributed.broadcast_int(ok))

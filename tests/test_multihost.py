@@ -231,18 +231,16 @@ def test_host_shares_are_tf_data_shards_and_interleave_back():
     """`host_share` is SeqIO's ShardInfo order (tf.data `shard`); `interleave` inverts it."""
     import tensorflow as tf
 
-    from jaxrobust import evaluation
-
     for n in (1, 5, 7, 8):
         chunk = list(range(n))
         for count in (1, 2, 3):
-            shares = [evaluation.host_share(chunk, i, count) for i in range(count)]
+            shares = [distributed.host_share(chunk, i, count) for i in range(count)]
             tf_shards = [
                 [int(x) for x in tf.data.Dataset.range(n).shard(count, i)] for i in range(count)
             ]
             assert shares == tf_shards
             assert max(map(len, shares)) - min(map(len, shares)) <= 1
-            assert evaluation.interleave(shares) == chunk
+            assert distributed.interleave(shares) == chunk
 
 
 def test_main_passes_cluster_flags_to_initialize(monkeypatch, tmp_path):

@@ -15,7 +15,7 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 
-from jaxrobust import evaluation, main, records  # noqa: E402
+from jaxrobust import distributed, main, records  # noqa: E402
 
 out_dir, result_json = sys.argv[1], sys.argv[2]
 flags = []
@@ -28,7 +28,8 @@ if len(sys.argv) > 3:
 
 writes: list[str] = []
 shares: list[int] = []
-finish, write_json, share = records.PartialWriter.finish, records.write_json, evaluation.host_share
+finish, write_json = records.PartialWriter.finish, records.write_json
+share = distributed.host_share
 
 
 def counted_finish(self):
@@ -49,7 +50,7 @@ def counted_share(chunk, index, count):
 
 records.PartialWriter.finish = counted_finish
 records.write_json = counted_write_json
-evaluation.host_share = counted_share
+distributed.host_share = counted_share
 
 TASKS = [
     "jr:toyqa:qa:toyqa_o1",
