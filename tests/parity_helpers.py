@@ -176,33 +176,40 @@ def membership_targets(enc: np.ndarray, dec_in: np.ndarray, vocab: int) -> np.nd
     return (dec_in + np.where(member, 1, 2)) % vocab
 
 
+def _train_hf(model, batch, steps: int, lr: float):
+    """Adam on token cross-entropy; `batch(step)` -> (model kwargs, targets, weights)."""
+    import torch
+
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for step in range(steps):
+        inputs, targets, weights = batch(step)
+        logits = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in inputs.items()}).logits
+        targets = torch.tensor(targets, dtype=torch.long)[..., None]
+        nll = -torch.log_softmax(logits, -1).gather(-1, targets)[..., 0]
+        loss = (nll * torch.tensor(weights)).sum() / weights.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), loss.item()
+
+
 def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2):
     """Trains an HF T5 with Adam on `membership_targets` over random padded batches.
 
     The batches come from `padded_batch` with seeds 1000.., never the parity
     batch (seed 0). Returns the model in eval mode and the last loss.
     """
-    import torch
-
     vocab = model.config.vocab_size
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for step in range(steps):
+
+    def batch(step):
         enc, dec_in, _, mask = padded_batch(
             vocab, seed=1000 + step, batch=32, enc_len=24, dec_len=16
         )
-        targets = torch.tensor(membership_targets(enc, dec_in, vocab), dtype=torch.long)
-        logits = model(
-            input_ids=torch.tensor(enc, dtype=torch.long),
-            attention_mask=torch.tensor(enc != 0),
-            decoder_input_ids=torch.tensor(dec_in, dtype=torch.long),
-        ).logits
-        nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
-        loss = (nll * torch.tensor(mask)).sum() / mask.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), loss.item()
+        inputs = dict(input_ids=enc, attention_mask=enc != 0, decoder_input_ids=dec_in)
+        return inputs, membership_targets(enc, dec_in, vocab), mask
+
+    return _train_hf(model, batch, steps, lr)
 
 
 def previous_token_targets(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,23 +228,11 @@ def train_hf_llama_on_previous_token(model, steps: int = 300, lr: float = 1e-2):
     Batches are `left_padded_batch(seed=1000..., batch=32, length=24)`, never
     the parity batch (seed 0). Returns the model in eval mode and the last loss.
     """
-    import torch
-
     vocab = model.config.vocab_size
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for step in range(steps):
+
+    def batch(step):
         tokens, mask, positions = left_padded_batch(vocab, seed=1000 + step, batch=32, length=24)
-        targets, where = previous_token_targets(tokens, mask)
-        targets = torch.tensor(targets, dtype=torch.long)
-        logits = model(
-            input_ids=torch.tensor(tokens, dtype=torch.long),
-            attention_mask=torch.tensor(mask, dtype=torch.long),
-            position_ids=torch.tensor(positions, dtype=torch.long),
-        ).logits
-        nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
-        loss = (nll * torch.tensor(where)).sum() / where.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), loss.item()
+        inputs = dict(input_ids=tokens, attention_mask=mask, position_ids=positions)
+        return (inputs, *previous_token_targets(tokens, mask))
+
+    return _train_hf(model, batch, steps, lr)
