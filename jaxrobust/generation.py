@@ -16,6 +16,7 @@ exits early once every row has stopped.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -29,6 +30,37 @@ from jaxrobust.models import llama, t5
 
 Array = jax.Array
 INVALID = -1  # The prediction of an output that matches no option.
+
+
+def _option_scoring(option_targets: Array | None, option_mask: Array | None, b: int):
+    """(each row's shortest option length `[B]` or None, zero scores `[B, O]`)."""
+    if option_targets is None:
+        return None, jnp.zeros((b, 0), jnp.float32)
+    o, length = option_targets.shape[1:]
+    lengths = option_mask.sum(-1)  # [B, O]
+    min_len = jnp.min(jnp.where(lengths > 0, lengths, length + 1), axis=-1)  # [B]
+    return min_len, jnp.zeros((b, o), jnp.float32)
+
+
+def _emit(i, logits, done, out, scores, *, fill_id, eos_id, option_targets, min_len):
+    """Appends greedy step i's token (from `logits` `[B, V]`; `fill_id` once a row is
+    done) to `out` and adds log p_i(option[i]) to the option scores while i is below
+    the row's shortest option. Returns (token `[B]`, done, out, scores)."""
+    nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # Lowest id wins ties, as torch.
+    nxt = jnp.where(done, fill_id, nxt)
+    out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
+    if option_targets is not None:
+        logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        step_tokens = jax.lax.dynamic_index_in_dim(option_targets, i, axis=2, keepdims=False)
+        picked = jnp.take_along_axis(logp, step_tokens, axis=-1)  # [B, O]
+        scores = scores + jnp.where((i < min_len)[:, None], picked, 0.0)
+    return nxt, done | (nxt == eos_id), out, scores
+
+
+def _finish(out: Array, scores: Array, option_mask: Array | None) -> tuple[Array, Array | None]:
+    if option_mask is None:
+        return out, None
+    return out, jnp.where(option_mask.any(-1), scores, -jnp.inf)
 
 
 def greedy_decode(
@@ -65,29 +97,21 @@ def greedy_decode(
     b = inputs.shape[0]
     cache = t5.init_cache(config, b, max_new_tokens)
     scoring = option_targets is not None
-    if scoring:
-        o, length = option_targets.shape[1:]
-        lengths = option_mask.sum(-1)  # [B, O]
-        min_len = jnp.min(jnp.where(lengths > 0, lengths, length + 1), axis=-1)  # [B]
-        scores0 = jnp.zeros((b, o), jnp.float32)
-    else:
-        scores0 = jnp.zeros((b, 0), jnp.float32)
+    min_len, scores0 = _option_scoring(option_targets, option_mask, b)
+    emit = functools.partial(
+        _emit,
+        fill_id=config.pad_id,
+        eos_id=config.eos_id,
+        option_targets=option_targets,
+        min_len=min_len,
+    )
 
     def body(state):
         i, token, cache, done, out, scores = state
         logits, cache = model.apply(
             variables, encoded, enc_mask, token, cache, cross, method=t5.T5.decode
         )
-        logits = logits[:, 0]  # [B, V]
-        nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # Lowest id wins ties, as torch.
-        nxt = jnp.where(done, config.pad_id, nxt)
-        out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
-        if scoring:
-            logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-            step_tokens = jax.lax.dynamic_index_in_dim(option_targets, i, axis=2, keepdims=False)
-            picked = jnp.take_along_axis(logp, step_tokens, axis=-1)  # [B, O]
-            scores = scores + jnp.where((i < min_len)[:, None], picked, 0.0)
-        done = done | (nxt == config.eos_id)
+        nxt, done, out, scores = emit(i, logits[:, 0], done, out, scores)
         return i + 1, nxt[:, None], cache, done, out, scores
 
     def cond(state):
@@ -103,9 +127,7 @@ def greedy_decode(
         scores0,
     )
     _, _, _, _, out, scores = jax.lax.while_loop(cond, body, state)
-    if not scoring:
-        return out, None
-    return out, jnp.where(option_mask.any(-1), scores, -jnp.inf)
+    return _finish(out, scores, option_mask)
 
 
 def greedy_decode_llama(
@@ -151,25 +173,14 @@ def greedy_decode_llama(
     )
     first = p + mask.sum(-1).astype(jnp.int32)  # [B] position of the first new token.
     scoring = option_targets is not None
-    if scoring:
-        o, length = option_targets.shape[1:]
-        lengths = option_mask.sum(-1)  # [B, O]
-        min_len = jnp.min(jnp.where(lengths > 0, lengths, length + 1), axis=-1)  # [B]
-        scores0 = jnp.zeros((b, o), jnp.float32)
-    else:
-        scores0 = jnp.zeros((b, 0), jnp.float32)
-
-    def emit(i, logits, done, out, scores):
-        """Appends step i's token (from `logits` `[B, V]`) and adds its option scores."""
-        nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # Lowest id wins ties, as torch.
-        nxt = jnp.where(done, config.eos_id, nxt)
-        out = jax.lax.dynamic_update_slice_in_dim(out, nxt[:, None], i, axis=1)
-        if scoring:
-            logp = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-            step_tokens = jax.lax.dynamic_index_in_dim(option_targets, i, axis=2, keepdims=False)
-            picked = jnp.take_along_axis(logp, step_tokens, axis=-1)  # [B, O]
-            scores = scores + jnp.where((i < min_len)[:, None], picked, 0.0)
-        return nxt, done | (nxt == config.eos_id), out, scores
+    min_len, scores0 = _option_scoring(option_targets, option_mask, b)
+    emit = functools.partial(
+        _emit,
+        fill_id=config.eos_id,  # HF's fill when no pad token is set.
+        eos_id=config.eos_id,
+        option_targets=option_targets,
+        min_len=min_len,
+    )
 
     out0 = jnp.full((b, max_new_tokens), config.eos_id, jnp.int32)
     zero = jnp.zeros((), jnp.int32)
@@ -191,9 +202,7 @@ def greedy_decode_llama(
 
     state = (zero + 1, nxt, cache, done, out, scores)
     _, _, _, _, out, scores = jax.lax.while_loop(cond, body, state)
-    if not scoring:
-        return out, None
-    return out, jnp.where(option_mask.any(-1), scores, -jnp.inf)
+    return _finish(out, scores, option_mask)
 
 
 # ---------------------------------------------------------------------------
