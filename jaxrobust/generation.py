@@ -1,4 +1,5 @@
-"""Greedy decoding with the KV cache, and matching generated text to answer options.
+"""Greedy decoding with the KV cache, option scores from logits, and matching
+generated text to answer options.
 
 Pure functions of (config, params, arrays), jitted by `jaxrobust.inference`.
 Imports only JAX and the models (no SeqIO, TensorFlow or gin), so it runs on
@@ -30,6 +31,21 @@ from jaxrobust.models import llama, t5
 
 Array = jax.Array
 INVALID = -1  # The prediction of an output that matches no option.
+
+
+def option_totals(logits: Array, targets: Array, target_mask: Array, average: bool) -> Array:
+    """Options' log-likelihoods `[B, O]` from teacher-forced logits `[B, O, L, V]`.
+
+    Sums (or, with `average`, means) log p(target token) over the True
+    positions of `target_mask` `[B, O, L]`; an all-False row (absent option)
+    scores -inf. Shared by the T5 and LLaMA scorers.
+    """
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    token_lp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, O, L]
+    total = jnp.sum(jnp.where(target_mask, token_lp, 0.0), axis=-1)
+    if average:
+        total = total / jnp.maximum(target_mask.sum(-1), 1)
+    return jnp.where(target_mask.any(-1), total, -jnp.inf)
 
 
 def _option_scoring(option_targets: Array | None, option_mask: Array | None, b: int):

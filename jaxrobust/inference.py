@@ -95,13 +95,7 @@ def option_log_likelihoods(
     start = jnp.full(targets.shape[:-1] + (1,), config.pad_id, targets.dtype)
     dec_in = jnp.concatenate([start, targets[..., :-1]], axis=-1)
     logits, _ = model.apply(variables, encoded, mask, dec_in, method=t5.T5.decode)  # [B,O,L,V]
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    token_lp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, O, L]
-    tmask = batch["target_mask"]
-    total = jnp.sum(jnp.where(tmask, token_lp, 0.0), axis=-1)
-    if average:
-        total = total / jnp.maximum(tmask.sum(-1), 1)
-    return jnp.where(tmask.any(-1), total, -jnp.inf)
+    return generation.option_totals(logits, targets, batch["target_mask"], average)
 
 
 def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:

@@ -185,12 +185,7 @@ def option_log_likelihoods(
         )
         .reshape(b, o, length, -1)
     )
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    token_lp = picked - jax.nn.logsumexp(logits, axis=-1)  # [B, O, L]
-    total = jnp.sum(jnp.where(tmask, token_lp, 0.0), axis=-1)
-    if average:
-        total = total / jnp.maximum(tmask.sum(-1), 1)
-    return jnp.where(tmask.any(-1), total, -jnp.inf)
+    return generation.option_totals(logits, targets, tmask, average)
 
 
 def sun_option_scores(config: llama.LlamaConfig, params: Any, batch: dict[str, Array]) -> Array:
