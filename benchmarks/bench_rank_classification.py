@@ -186,10 +186,26 @@ def encoder_flops(cfg, batch: int, length: int) -> float:
     return batch * length * cfg.num_encoder_layers * per_token
 
 
+def _engine(config, params, tokenizer, args):
+    """The engine with one bucket per axis: every batch has the benchmark's shapes."""
+    from jaxrobust import inference
+
+    return inference.Engine(
+        config,
+        params,
+        tokenizer,
+        batch_size=args.batch_size,
+        max_input_len=args.input_len,
+        length_buckets=(args.input_len,),
+        option_len_buckets=(args.option_len,),
+        option_count_buckets=(args.options,),
+    )
+
+
 def run_jax(args, arm: str) -> dict:
     import jax
 
-    from jaxrobust import checkpoints, inference, partitioning
+    from jaxrobust import checkpoints, partitioning
     from jaxrobust.models import t5
 
     if args.weights:
@@ -207,16 +223,7 @@ def run_jax(args, arm: str) -> dict:
     inputs, options = make_data(args, config.vocab_size)
     texts = [_text(x) for x in inputs]
     opt_texts = [[_text(o) for o in opts] for opts in options]
-    eng = inference.Engine(
-        config,
-        params,
-        IdsTokenizer(),
-        batch_size=args.batch_size,
-        max_input_len=args.input_len,
-        length_buckets=(args.input_len,),
-        option_len_buckets=(args.option_len,),
-        option_count_buckets=(args.options,),
-    )
+    eng = _engine(config, params, IdsTokenizer(), args)
     bs = args.batch_size
     if arm == "jax_rank":
 
@@ -383,23 +390,14 @@ def run_hf_llama(args, arm: str) -> dict:
 def run_jax_llama(args, arm: str) -> dict:
     import jax
 
-    from jaxrobust import checkpoints, inference
+    from jaxrobust import checkpoints
 
     config, params = checkpoints.load_hf_llama(args.weights)
     config = config.replace(dtype=args.dtype)
     prompts, options = make_llama_data(args, config.vocab_size)
     texts = [_text(p[1:]) for p in prompts]  # The adapter adds BOS.
     opt_texts = [[_text(o) for o in opts] for opts in options]
-    eng = inference.Engine(
-        config,
-        params,
-        LlamaIdsTokenizer(),
-        batch_size=args.batch_size,
-        max_input_len=args.input_len,
-        length_buckets=(args.input_len,),
-        option_len_buckets=(args.option_len,),
-        option_count_buckets=(args.options,),
-    )
+    eng = _engine(config, params, LlamaIdsTokenizer(), args)
     if arm == "jax_rank":
 
         def fn(n):
