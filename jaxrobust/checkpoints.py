@@ -344,6 +344,25 @@ def hf_source(tensors: HFTensors, name: str, transpose: bool) -> Source:
     return Source(origin, shape[::-1], read, len(shape) - 1)
 
 
+def hf_items(
+    tensors: HFTensors, to_path: Callable[[str], tuple[str, bool] | None]
+) -> Iterator[tuple[str | None, Source]]:
+    """(param path, source) for every tensor of an HF directory, for `assemble`.
+
+    `to_path(hf_name)` gives (param path, transpose), None for a tensor that
+    maps to no parameter and is skipped, or raises KeyError for an unknown name
+    (yielded with path None: `assemble` reports it as unexpected).
+    """
+    for name in tensors.names():
+        try:
+            mapped = to_path(name)
+        except KeyError:
+            yield None, hf_source(tensors, name, False)
+            continue
+        if mapped is not None:
+            yield mapped[0], hf_source(tensors, name, mapped[1])
+
+
 # ---------------------------------------------------------------------------
 # HF T5 directories.
 # ---------------------------------------------------------------------------
@@ -374,14 +393,7 @@ def load_hf_t5(
     names = set(tensors.names())
 
     def items():
-        for name in tensors.names():
-            try:
-                mapped = t5_lib.hf_to_t5x_name(config, name)
-            except KeyError:
-                yield None, hf_source(tensors, name, False)
-                continue
-            if mapped is not None:
-                yield mapped[0], hf_source(tensors, name, mapped[1])
+        yield from hf_items(tensors, functools.partial(t5_lib.hf_to_t5x_name, config))
         if not config.logits_via_embedding and "lm_head.weight" not in names:
             # HF ties `lm_head` to `shared` when the file holds no separate copy.
             yield "decoder/logits_dense/kernel", hf_source(tensors, "shared.weight", True)
@@ -391,29 +403,33 @@ def load_hf_t5(
 
 def export_hf_t5(params: Any, config: t5_lib.T5Config, directory: PathLike) -> None:
     """Writes `config.json` + `model.safetensors` that HF `from_pretrained` loads."""
-    from safetensors.numpy import save_file
-
-    d = pathlib.Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    flat = traverse_util.flatten_dict(params, sep="/")
     tensors: dict[str, np.ndarray] = {}
-    for path, value in flat.items():
+    for path, value in traverse_util.flatten_dict(params, sep="/").items():
         value = np.asarray(jax.device_get(value))
         # HF deduplicates tied tensors on save; write the embedding once.
         (name, transpose), *_ = t5_lib.t5x_to_hf_names(config, path)
         tensors[name] = np.ascontiguousarray(value.T if transpose else value)
     hf_config = t5_lib.to_hf_config(config)
     hf_config["scale_decoder_outputs"] = config.logits_via_embedding
-    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
-    tmp = d / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, d / "model.safetensors")
+    _write_hf_directory(directory, hf_config, tensors)
 
 
 def _atomic_write(path: pathlib.Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _write_hf_directory(directory: PathLike, hf_config: dict, tensors: dict) -> None:
+    """`config.json` and `model.safetensors`, each written atomically."""
+    from safetensors.numpy import save_file
+
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
+    tmp = d / "model.safetensors.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, d / "model.safetensors")
 
 
 # ---------------------------------------------------------------------------
@@ -444,36 +460,18 @@ def load_hf_llama(
     config = config or llama_lib.from_hf_config(read_hf_config(directory), **config_overrides)
     tensors = HFTensors(directory)
 
-    def items():
-        for name in tensors.names():
-            try:
-                mapped = llama_lib.hf_to_llama_name(config, name)
-            except KeyError:
-                yield None, hf_source(tensors, name, False)
-                continue
-            if mapped is not None:
-                path, transpose = mapped
-                yield path, hf_source(tensors, name, transpose)
-
-    return config, assemble(_llama_shapes(config), items(), shardings, dtype, str(directory))
+    items = hf_items(tensors, functools.partial(llama_lib.hf_to_llama_name, config))
+    return config, assemble(_llama_shapes(config), items, shardings, dtype, str(directory))
 
 
 def export_hf_llama(params: Any, config: llama_lib.LlamaConfig, directory: PathLike) -> None:
     """Writes `config.json` + `model.safetensors` that HF `LlamaForCausalLM` loads."""
-    from safetensors.numpy import save_file
-
-    d = pathlib.Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, np.ndarray] = {}
     for path, value in traverse_util.flatten_dict(params, sep="/").items():
         value = np.asarray(jax.device_get(value))
         name, transpose = llama_lib.llama_to_hf_name(config, path)
         tensors[name] = np.ascontiguousarray(value.T if transpose else value)
-    hf_config = llama_lib.to_hf_config(config)
-    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
-    tmp = d / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, d / "model.safetensors")
+    _write_hf_directory(directory, llama_lib.to_hf_config(config), tensors)
 
 
 # ---------------------------------------------------------------------------
