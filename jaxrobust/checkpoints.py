@@ -25,6 +25,7 @@ import ml_dtypes
 import numpy as np
 from flax import serialization, traverse_util
 
+from jaxrobust import records
 from jaxrobust.models import llama as llama_lib
 from jaxrobust.models import t5 as t5_lib
 
@@ -414,19 +415,13 @@ def export_hf_t5(params: Any, config: t5_lib.T5Config, directory: PathLike) -> N
     _write_hf_directory(directory, hf_config, tensors)
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_hf_directory(directory: PathLike, hf_config: dict, tensors: dict) -> None:
     """`config.json` and `model.safetensors`, each written atomically."""
     from safetensors.numpy import save_file
 
     d = pathlib.Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_write(d / "config.json", json.dumps(hf_config, indent=2).encode())
+    records.write_atomic(d / "config.json", json.dumps(hf_config, indent=2))
     tmp = d / "model.safetensors.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, d / "model.safetensors")
