@@ -205,8 +205,9 @@ def _engine(config, params, tokenizer, args):
 def run_jax(args, arm: str) -> dict:
     import jax
 
-    from jaxrobust import checkpoints, partitioning
+    from jaxrobust import checkpoints
     from jaxrobust.models import t5
+    from jaxrobust.parallel import partitioning
 
     if args.weights:
         config, params = checkpoints.load_hf_t5(args.weights)

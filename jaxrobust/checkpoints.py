@@ -25,9 +25,9 @@ import ml_dtypes
 import numpy as np
 from flax import serialization, traverse_util
 
-from jaxrobust import records
 from jaxrobust.models import llama as llama_lib
 from jaxrobust.models import t5 as t5_lib
+from jaxrobust.storage import records
 
 PathLike = str | os.PathLike
 

@@ -13,10 +13,10 @@
 `eval` is the T5X-style main job: gin files and `--gin.NAME=value` bindings
 configure `evaluation.run` (gin files register library callables with
 `dynamic_registration`; gin is imported here only), and it writes per-example
-records under OUTPUT_DIR (see `jaxrobust/evaluation.py`). `report` turns an
-output directory into tables and plots (`jaxrobust/report.py`). `train_prompt`
+records under OUTPUT_DIR (see `jaxrobust/evaluation/`). `report` turns an
+output directory into tables and plots (`jaxrobust/analysis/report.py`). `train_prompt`
 trains a soft prompt (or fine-tunes) for robustness to instruction paraphrases
-the same way, configuring `training.train` (`jaxrobust/training.py`).
+the same way, configuring `training.train` (`jaxrobust/training/`).
 
 `score` rank-classifies a handful of instruction prompts, each phrased several
 ways, and prints every option's log-likelihood, the prediction, and how many
@@ -65,7 +65,7 @@ def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
 
 def _start(args: argparse.Namespace) -> None:
     """Joins the other hosts (`distributed.initialize`) before any other JAX call."""
-    from jaxrobust import distributed
+    from jaxrobust.parallel import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
@@ -88,8 +88,8 @@ def score(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     from jaxrobust import checkpoints
+    from jaxrobust.inference.tokenizer import ByteTokenizer, HFTokenizer
     from jaxrobust.models import t5
-    from jaxrobust.tokenizer import ByteTokenizer, HFTokenizer
 
     if args.checkpoint:
         config, params = checkpoints.load_hf_t5(args.checkpoint)
@@ -221,8 +221,8 @@ def study(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from jaxrobust import distributed
-    from jaxrobust import report as report_lib
+    from jaxrobust.analysis import report as report_lib
+    from jaxrobust.parallel import distributed
 
     if distributed.resolve_cluster(os.environ).process_id != 0:
         print("report: written by process 0 only")  # No JAX here: the environment decides.

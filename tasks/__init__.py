@@ -42,7 +42,7 @@ from typing import Any
 
 from jaxrobust.tasks import builtin, qa, registry, relation_extraction
 
-from jaxrobust import templates
+from jaxrobust.data import templates
 
 FEATURES = registry.FEATURES
 

@@ -1,6 +1,6 @@
 """The built-in study's tasks: four questions over generated worlds, as SeqIO tasks.
 
-The data comes from `jaxrobust.study.world` (generated, seeded, nothing to
+The data comes from `jaxrobust.tasks.world` (generated, seeded, nothing to
 download); the templates from ``tasks/banks/builtin_{rel,yn,mc,type}.yaml``.
 Tasks and mixtures follow the package's naming grammar::
 
@@ -28,10 +28,9 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from jaxrobust.tasks import registry
+from jaxrobust.tasks import registry, world
 
-from jaxrobust import templates as tmpl
-from jaxrobust.study import world
+from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
 SEED = 0

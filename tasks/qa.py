@@ -18,8 +18,8 @@ import string
 
 from jaxrobust.tasks import registry
 
-from jaxrobust import datasets
-from jaxrobust import templates as tmpl
+from jaxrobust.data import datasets
+from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
 LETTERS = string.ascii_uppercase

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import seqio  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from jaxrobust import templates as tmpl  # noqa: E402
+from jaxrobust.data import templates as tmpl  # noqa: E402
 
 # Data loading runs on the host; keep TensorFlow off any accelerator JAX uses.
 tf.config.set_visible_devices([], "GPU")

@@ -14,7 +14,7 @@ an ORGANIZATION), plus no_relation. A gold relation whose types do not match
 gold label and get answer_index -1.
 """
 
-from jaxrobust.semeval_scorer import RELATIONS as SEMEVAL_RELATIONS
+from jaxrobust.analysis.semeval_scorer import RELATIONS as SEMEVAL_RELATIONS
 
 # SemEval-2010 Task 8 in the order of the HF `sem_eval_2010_task_8` ClassLabel,
 # which is the order of PromptSource's answer_choices for the data set.

@@ -37,7 +37,7 @@ observed for T0++ only.
 
 from __future__ import annotations
 
-from jaxrobust import templates as tmpl
+from jaxrobust.data import templates as tmpl
 
 TRAINED, HELD_OUT, ABSENT, NOT_AUDITED = "trained", "held_out", "absent", "not_audited"
 

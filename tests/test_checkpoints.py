@@ -16,8 +16,9 @@ from flax import serialization, traverse_util
 from parity_helpers import PARITY_TOL, T5_FAMILIES, assert_logprobs_close, make_hf_t5, padded_batch
 from safetensors.numpy import load_file, save_file
 
-from jaxrobust import checkpoints, partitioning
+from jaxrobust import checkpoints
 from jaxrobust.models import t5
+from jaxrobust.parallel import partitioning
 
 # The widths of T5X's own test checkpoint (shared/data/t5x/README facts).
 T5X_TINY = t5.T5Config(

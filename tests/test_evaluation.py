@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxrobust import evaluation, records
+from jaxrobust import evaluation
+from jaxrobust.storage import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -204,9 +205,10 @@ def test_reference_run_records(reference):
 
 DRIVER = """
 import pathlib, sys, time
-from jaxrobust import evaluation, main
+from jaxrobust import main
+from jaxrobust.evaluation import runner
 marker, stop_at = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-make_scorer = evaluation.make_scorer
+make_scorer = runner.make_scorer
 def hanging(*args, **kwargs):
     score, calls = make_scorer(*args, **kwargs), [0]
     def wrapped(chunk):
@@ -216,7 +218,7 @@ def hanging(*args, **kwargs):
             time.sleep(600)
         return score(chunk)
     return wrapped
-evaluation.make_scorer = hanging
+runner.make_scorer = hanging
 sys.exit(main.main(sys.argv[3:]))
 """
 

@@ -6,7 +6,8 @@ import re
 import gin
 import pytest
 
-from jaxrobust import evaluation, prompt_formats
+from jaxrobust import evaluation
+from jaxrobust.inference import prompt_formats
 from jaxrobust.models import llama, t5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -10,8 +10,10 @@ import pytest
 import torch
 from parity_helpers import PARITY_TOL, SELF_TOL, T5_FAMILIES, log_softmax, make_hf_t5
 
-from jaxrobust import checkpoints, generation, inference, partitioning
-from jaxrobust.tokenizer import ByteTokenizer
+from jaxrobust import checkpoints, inference
+from jaxrobust.inference import generation
+from jaxrobust.inference.tokenizer import ByteTokenizer
+from jaxrobust.parallel import partitioning
 
 TOK = ByteTokenizer()
 HF_WIDTHS = dict(vocab_size=260, d_model=16, d_kv=4, num_heads=4, d_ff=32)

@@ -16,9 +16,12 @@ import torch
 import transformers
 from parity_helpers import PARITY_TOL, SELF_TOL, log_softmax, make_hf_llama
 
-from jaxrobust import checkpoints, generation, inference, inference_llama, partitioning
-from jaxrobust.prompt_formats import get_format
-from jaxrobust.tokenizer import HFTokenizer
+from jaxrobust import checkpoints, inference
+from jaxrobust.inference import generation
+from jaxrobust.inference import llama as inference_llama
+from jaxrobust.inference.prompt_formats import get_format
+from jaxrobust.inference.tokenizer import HFTokenizer
+from jaxrobust.parallel import partitioning
 
 CORPUS = [
     "Below is an instruction that describes a task. Write a response that appropriately "

@@ -20,8 +20,10 @@ from parity_helpers import (
     train_hf_llama_on_previous_token,
 )
 
-from jaxrobust import checkpoints, partitioning, tokenizer
+from jaxrobust import checkpoints
+from jaxrobust.inference import tokenizer
 from jaxrobust.models import llama
+from jaxrobust.parallel import partitioning
 
 # Random tiny HF configs: multi-head and grouped-query attention; the GQA one
 # also has a RoPE base and linear scaling other than the defaults, head_dim x

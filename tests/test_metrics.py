@@ -11,7 +11,7 @@ from scipy.spatial import distance
 from sklearn.metrics import precision_recall_fscore_support
 from statsmodels.stats import inter_rater
 
-from jaxrobust import metrics
+from jaxrobust.analysis import metrics
 
 # ----------------------------------------------------------------------------
 # Accuracy

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxrobust import distributed
+from jaxrobust.parallel import distributed
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -138,7 +138,8 @@ def test_resolve_cluster_rejects_partial_or_bad_arguments():
 @pytest.mark.timeout(600)
 def test_two_process_evaluation_equals_one_process(tmp_path):
     """`main eval` on 2 hosts: byte-equal record files, each written once, by process 0."""
-    from jaxrobust import records, report
+    from jaxrobust.analysis import report
+    from jaxrobust.storage import records
 
     multi_dir, single_dir = tmp_path / "multi", tmp_path / "single"
     logs: list[str] = []
@@ -272,7 +273,7 @@ def test_main_passes_cluster_flags_to_initialize(monkeypatch, tmp_path):
 
 
 def _write_records(final, header, chunks, stop_after=None):
-    from jaxrobust import records
+    from jaxrobust.storage import records
 
     writer = records.PartialWriter(final, header, chunk_size=2)
     try:
@@ -291,7 +292,7 @@ def test_object_store_write_path_resumes_and_matches_local(tmp_path, monkeypatch
     exercised on local files through epath paths: same bytes as the append path."""
     from etils import epath
 
-    from jaxrobust import records
+    from jaxrobust.storage import records
 
     header = {"kind": "header", "format_version": records.FORMAT_VERSION, "n_examples": 6}
     chunks = [

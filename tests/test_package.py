@@ -22,8 +22,8 @@ def test_main_score_runs_and_labels_random_weights(capsys):
 def test_models_and_engine_import_no_seqio_tensorflow_or_gin():
     code = (
         "import sys\n"
-        "import jaxrobust.models.t5, jaxrobust.checkpoints, jaxrobust.partitioning\n"
-        "import jaxrobust.tokenizer\n"
+        "import jaxrobust.models.t5, jaxrobust.checkpoints, jaxrobust.parallel.partitioning\n"
+        "import jaxrobust.inference.tokenizer\n"
         "bad = [m for m in ('seqio', 'tensorflow', 'gin') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -6,8 +6,9 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from parity_helpers import SELF_TOL, assert_logprobs_close, make_hf_t5, padded_batch
 
-from jaxrobust import checkpoints, partitioning
+from jaxrobust import checkpoints
 from jaxrobust.models import t5
+from jaxrobust.parallel import partitioning
 
 RULES = partitioning.standard_logical_axis_rules()
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxrobust import prompt_formats
+from jaxrobust.inference import prompt_formats
 
 INSTRUCTION = "Classify the relation between {e1} and {e2}."  # Braces stay literal.
 INPUT = "The <e1>fire</e1> was caused by a <e2>spark</e2>."

@@ -23,8 +23,9 @@ from parity_helpers import (
     padded_batch,
 )
 
-from jaxrobust import checkpoints, partitioning
+from jaxrobust import checkpoints
 from jaxrobust.models import llama, prompts, t5
+from jaxrobust.parallel import partitioning
 
 PREFIX_TOKENS = np.array([5, 9, 11, 7])
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from jaxrobust import evaluation, metrics, records, report
+from jaxrobust import evaluation
+from jaxrobust.analysis import metrics, report
+from jaxrobust.storage import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from jaxrobust import semeval_scorer
+from jaxrobust.analysis import semeval_scorer
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 

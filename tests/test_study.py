@@ -11,7 +11,8 @@ import re
 import numpy as np
 import pytest
 
-from jaxrobust import main, records
+from jaxrobust import main
+from jaxrobust.storage import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REPORT_FILES = ("study.md", "study.json", "summary.md", "templates.md")
@@ -81,7 +82,7 @@ def test_study_end_to_end_resumes_and_repeats(tmp_path, capsys):
 
 
 def test_stratified_bootstrap_is_two_level_bootstrap_for_one_task():
-    from jaxrobust import metrics
+    from jaxrobust.analysis import metrics
     from jaxrobust.study import summary
 
     rng = np.random.default_rng(1)
@@ -98,7 +99,7 @@ def test_stratified_bootstrap_keeps_task_difficulty_out_of_the_gap():
     """Task a: every template right; task b: every template wrong. Each group has
     one template per task, so the gap is exactly 0 in every resample, while
     resampling templates across tasks would swing it between -1 and +1."""
-    from jaxrobust import metrics
+    from jaxrobust.analysis import metrics
     from jaxrobust.study import summary
 
     correct = np.array([[1.0] * 10, [0.0] * 10, [1.0] * 10, [0.0] * 10])

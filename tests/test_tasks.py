@@ -11,8 +11,8 @@ import pytest
 import seqio  # noqa: E402  (after jaxrobust.tasks, which quiets TensorFlow)
 from jaxrobust.tasks import qa, registry, relation_extraction, relation_schemas, training_mixtures
 
-from jaxrobust import datasets
-from jaxrobust import templates as tmpl
+from jaxrobust.data import datasets
+from jaxrobust.data import templates as tmpl
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -202,12 +202,12 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
 def test_gin_sets_the_data_dir_without_gin_in_the_library(tmp_path):
     import gin
 
-    source = (REPO / "jaxrobust" / "datasets.py").read_text()
+    source = (REPO / "jaxrobust" / "data" / "datasets.py").read_text()
     assert "import gin" not in source
     gin.clear_config()
     gin.parse_config(
         "from __gin__ import dynamic_registration\n"
-        "from jaxrobust import datasets\n"
+        "from jaxrobust.data import datasets\n"
         "datasets.set_data_config.config = @datasets.DataConfig()\n"
         f"datasets.DataConfig.data_dir = '{tmp_path}'\n"
     )

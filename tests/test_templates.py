@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from jaxrobust import templates as tmpl
+from jaxrobust.data import templates as tmpl
 
 # ---------------------------------------------------------------- rendering and errors
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxrobust.tokenizer import ByteTokenizer, HFTokenizer
+from jaxrobust.inference.tokenizer import ByteTokenizer, HFTokenizer
 
 CORPUS = [
     "Is the following statement true? Paris is the capital of France.",

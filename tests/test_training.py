@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxrobust import checkpoints, evaluation, partitioning, records, training, training_data
+from jaxrobust import checkpoints, evaluation, training
+from jaxrobust.inference.tokenizer import ByteTokenizer
 from jaxrobust.models import prompts, t5
-from jaxrobust.tokenizer import ByteTokenizer
+from jaxrobust.parallel import partitioning
+from jaxrobust.storage import records
+from jaxrobust.training import data as training_data
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 if str(FIXTURES) not in sys.path:

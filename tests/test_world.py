@@ -7,9 +7,9 @@ import re
 import jaxrobust.tasks as tasks
 import pytest
 import seqio  # noqa: E402  (after jaxrobust.tasks, which quiets TensorFlow)
-from jaxrobust.tasks import builtin
+from jaxrobust.tasks import builtin, world
 
-from jaxrobust.study import vocab, world
+from jaxrobust.study import vocab
 
 
 def _states(passage: str, head: str, rel: str, tail: str) -> bool:
@@ -111,7 +111,7 @@ def test_every_template_renders_on_real_records():
 
 
 def test_vocabulary_is_deterministic_and_covers_the_tasks(tmp_path):
-    from jaxrobust.tokenizer import HFTokenizer
+    from jaxrobust.inference.tokenizer import HFTokenizer
 
     a = vocab.train(tmp_path / "a", vocab_size=512)
     b = vocab.train(tmp_path / "b", vocab_size=512)

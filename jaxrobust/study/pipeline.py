@@ -100,7 +100,8 @@ def _template_ids(role: str) -> tuple[str, ...]:
 
 def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> dict[str, Any]:
     """One training stage; skipped when its metrics.json (written last) exists."""
-    from jaxrobust import training, training_data
+    from jaxrobust import training
+    from jaxrobust.training import data as training_data
 
     done = workdir / "metrics.json"
     if done.exists():
@@ -178,7 +179,7 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     """Runs (or resumes) the study; returns the report folder."""
     import jaxrobust.tasks  # noqa: F401  (registers the world tasks)
     from jaxrobust import evaluation, training
-    from jaxrobust import report as report_lib
+    from jaxrobust.analysis import report as report_lib
     from jaxrobust.study import summary, vocab
     from jaxrobust.tasks import builtin
 
@@ -238,7 +239,7 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
 
     # ------------------------------------------------ optional: real tasks
     if opts.data_dir:
-        from jaxrobust import datasets
+        from jaxrobust.data import datasets
 
         previous = datasets.set_data_config(datasets.DataConfig(data_dir=opts.data_dir))
         try:

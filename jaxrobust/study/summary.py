@@ -1,6 +1,6 @@
 """The built-in study's summary: accuracy by template role, the gap, and what alignment did.
 
-Reads the study's record files (`jaxrobust.records`, written by
+Reads the study's record files (`jaxrobust.storage.records`, written by
 `jaxrobust.evaluation`) and writes ``study.md``, ``study.json`` and
 ``study.png`` into the report folder.
 
@@ -29,7 +29,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from jaxrobust import metrics, records
+from jaxrobust.analysis import metrics
+from jaxrobust.storage import records
 from jaxrobust.tasks import builtin
 
 ROLES = ("observed", "paraphrase", "heldout")

@@ -7,7 +7,7 @@ world's training passages and questions plus every template of the study's
 banks rendered on a few training records (all roles: a held-out template's
 words get vocabulary entries but, never being trained on, keep their initial
 embeddings — what "unobserved" means to a model trained from scratch), and
-saves it as an HF tokenizer directory that `jaxrobust.tokenizer.HFTokenizer`
+saves it as an HF tokenizer directory that `jaxrobust.inference.tokenizer.HFTokenizer`
 loads. Special ids follow T5: pad 0, EOS 1, unk 2.
 
 Training is deterministic for a given corpus (checked by the tests), so the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from jaxrobust.study import world
+from jaxrobust.tasks import world
 
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in T5.
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -16,16 +16,17 @@ if len(sys.argv) > 2:
         JAXROBUST_COORDINATOR=f"127.0.0.1:{sys.argv[4]}",
     )
 
-from jaxrobust import distributed  # noqa: E402
+from jaxrobust.parallel import distributed  # noqa: E402
 
 cluster = distributed.initialize()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxrobust import inference, partitioning  # noqa: E402
+from jaxrobust import inference  # noqa: E402
+from jaxrobust.inference.tokenizer import ByteTokenizer  # noqa: E402
 from jaxrobust.models import t5  # noqa: E402
-from jaxrobust.tokenizer import ByteTokenizer  # noqa: E402
+from jaxrobust.parallel import partitioning  # noqa: E402
 
 EXAMPLES = [
     (

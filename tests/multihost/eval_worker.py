@@ -15,7 +15,9 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 
-from jaxrobust import distributed, main, records  # noqa: E402
+from jaxrobust import main  # noqa: E402
+from jaxrobust.parallel import distributed  # noqa: E402
+from jaxrobust.storage import records  # noqa: E402
 
 out_dir, result_json = sys.argv[1], sys.argv[2]
 flags = []

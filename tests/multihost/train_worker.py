@@ -29,7 +29,7 @@ if len(sys.argv) > 3:
         JAXROBUST_COORDINATOR=f"127.0.0.1:{sys.argv[5]}",
     )
 
-from jaxrobust import distributed  # noqa: E402
+from jaxrobust.parallel import distributed  # noqa: E402
 
 distributed.initialize()
 
@@ -38,9 +38,11 @@ import numpy as np  # noqa: E402
 import train_tasks  # noqa: E402, F401  (registers jr:toysent:qa)
 from flax import traverse_util  # noqa: E402
 
-from jaxrobust import evaluation, partitioning, training, training_data  # noqa: E402
+from jaxrobust import evaluation, training  # noqa: E402
+from jaxrobust.inference.tokenizer import ByteTokenizer  # noqa: E402
 from jaxrobust.models import prompts  # noqa: E402
-from jaxrobust.tokenizer import ByteTokenizer  # noqa: E402
+from jaxrobust.parallel import partitioning  # noqa: E402
+from jaxrobust.training import data as training_data  # noqa: E402
 
 ByteTokenizer.vocab_size = 264
 

@@ -49,8 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust import generation, partitioning
+from jaxrobust.inference import generation
 from jaxrobust.models import llama
+from jaxrobust.parallel import partitioning
 
 Array = jax.Array
 

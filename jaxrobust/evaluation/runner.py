@@ -65,8 +65,9 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from jaxrobust import distributed, records
-from jaxrobust.metrics import INVALID as INVALID_LABEL
+from jaxrobust.analysis.metrics import INVALID as INVALID_LABEL
+from jaxrobust.parallel import distributed
+from jaxrobust.storage import records
 
 RUNS_DIR = "runs"
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def result_config(model: ModelSpec, options: EvalOptions, prompt_sha: str) -> di
 
 
 def _tokenizer(spec: ModelSpec):
-    from jaxrobust import tokenizer
+    from jaxrobust.inference import tokenizer
 
     if spec.tokenizer == "byte":
         return tokenizer.ByteTokenizer()
@@ -159,8 +160,9 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
     import jax
     import jax.numpy as jnp
 
-    from jaxrobust import checkpoints, inference, partitioning
+    from jaxrobust import checkpoints, inference
     from jaxrobust.models import llama, t5
+    from jaxrobust.parallel import partitioning
 
     if spec.family not in ("t5", "llama"):
         raise ValueError(f"model {spec.name!r}: unknown family {spec.family!r} (t5 or llama)")

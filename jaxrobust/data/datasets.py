@@ -18,7 +18,7 @@ or ``<data dir>/tacred`` / ``tacrev`` / ``retacred``.
 A gin file sets the directory without this module importing gin::
 
     from __gin__ import dynamic_registration
-    from jaxrobust import datasets
+    from jaxrobust.data import datasets
     datasets.set_data_config.config = @datasets.DataConfig()
     datasets.DataConfig.data_dir = '/data/jaxrobust'
 
@@ -132,7 +132,7 @@ def data_file(dataset: str, relative: str, base: epath.Path | None = None) -> ep
         raise DataFileNotFoundError(
             f"{dataset}: expected data file {path} (not found). Get it from "
             f"{OFFICIAL_SOURCES[dataset]}, and point JAXROBUST_DATA_DIR (or "
-            "jaxrobust.datasets.DataConfig) at the folder that holds it."
+            "jaxrobust.data.datasets.DataConfig) at the folder that holds it."
         )
     return path
 

@@ -18,7 +18,7 @@ subset: what trains is a regex list over parameter paths (`prompt/prompt`,
 `optax.multi_transform` with `set_to_zero` for the rest, so frozen parameters
 get neither optimizer state nor updates.
 
-Templates and batches come from `jaxrobust.training_data` (`DataOptions`):
+Templates and batches come from `jaxrobust.training.data` (`DataOptions`):
 originals, paraphrases and held-out templates of a task, the split written to
 `<workdir>/template_split.json` and checked on resume.
 
@@ -57,9 +57,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from jaxrobust import checkpoints, evaluation, inference, partitioning
+from jaxrobust import checkpoints, evaluation, inference
 from jaxrobust.models import prompts, t5
-from jaxrobust.training_data import (
+from jaxrobust.parallel import partitioning
+from jaxrobust.training.data import (
     DataOptions,
     ParaphraseBatches,
     encode_examples,
@@ -120,7 +121,7 @@ class TrainOptions:
 
 def load_base_model(spec: evaluation.ModelSpec, mesh, rules) -> tuple[t5.T5Config, Any, Any]:
     """(config, params in their shardings, tokenizer) of the model to train from."""
-    from jaxrobust import tokenizer as tokenizer_lib
+    from jaxrobust.inference import tokenizer as tokenizer_lib
 
     if spec.family != "t5":
         raise NotImplementedError(f"model {spec.name!r}: training supports family 't5' only")

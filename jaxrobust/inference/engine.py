@@ -57,8 +57,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust import generation, inference_llama, partitioning, prompt_formats
+from jaxrobust.inference import generation, prompt_formats
+from jaxrobust.inference import llama as inference_llama
 from jaxrobust.models import llama, t5
+from jaxrobust.parallel import partitioning
 
 Array = jax.Array
 INVALID = generation.INVALID
@@ -329,7 +331,7 @@ class Engine:
     Args:
       model_config: a `t5.T5Config` or a `llama.LlamaConfig` (picks the adapter).
       params: the parameter tree (host or device; placed into shardings here).
-      tokenizer: `jaxrobust.tokenizer` interface (`encode`, `decode`, ids).
+      tokenizer: `jaxrobust.inference.tokenizer` interface (`encode`, `decode`, ids).
       mesh: defaults to all devices, data-parallel (`make_mesh()`).
       rules: logical axis rules; defaults to the standard ones.
       batch_size: global rows per step (a multiple of the `data` axis size and

@@ -49,7 +49,8 @@ from collections.abc import Sequence
 import numpy as np
 from etils import epath
 
-from jaxrobust import metrics, records
+from jaxrobust.analysis import metrics
+from jaxrobust.storage import records
 
 GROUPS = ("observed", "unobserved", "other")
 COLORS = {"observed": "tab:blue", "unobserved": "tab:orange", "other": "tab:gray"}

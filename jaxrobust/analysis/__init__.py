@@ -1,0 +1,1 @@
+"""Analysis: metrics, statistics, the SemEval scorer and the report; imports no JAX."""

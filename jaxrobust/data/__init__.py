@@ -1,0 +1,1 @@
+"""Data: instruction templates and the readers of the benchmark data files."""

@@ -1,0 +1,1 @@
+"""Storage: files written atomically (local or object stores) and the record file format."""
