@@ -1,21 +1,21 @@
 """Inference: the engine that scores options and generates, for every model family.
 
 The package's public names are the engine's (`inference.Engine`, `inference.bucket`, ...);
-model-family scorers and adapters, generation, prompt formats and tokenizers are its modules.
+its modules: `engine` (Engine), `batching` (truncation, buckets), `t5` and `llama`
+(each family's scorers and adapter), `generation`, `prompt_formats`, `tokenizer`.
 """
 
-from jaxrobust.inference.engine import (  # noqa: F401
-    INVALID,
-    Engine,
-    RankResult,
-    T5Adapter,
+from jaxrobust.inference.batching import (  # noqa: F401
     Truncatable,
     bucket,
-    make_adapter,
-    option_log_likelihoods,
-    pooled_encoder_states,
     power_of_two_buckets,
-    sun_option_scores,
     truncate_passage,
     truncate_to_fit,
+)
+from jaxrobust.inference.engine import INVALID, Engine, RankResult, make_adapter  # noqa: F401
+from jaxrobust.inference.t5 import (  # noqa: F401
+    T5Adapter,
+    option_log_likelihoods,
+    pooled_encoder_states,
+    sun_option_scores,
 )

@@ -1,12 +1,13 @@
-"""Batched, bucketed, sharded inference: rank classification, generation, pooling.
+"""The inference engine: batched, bucketed, sharded rank classification, generation, pooling.
 
-Three layers, from the inside out:
+Layers, from the inside out:
 
-1. Pure functions of `(config, params, batch)`: `option_log_likelihoods`
-   (differentiable; the soft-prompt trainer's scorer), `sun_option_scores`,
-   `pooled_encoder_states` and `generation.greedy_decode`.
-2. Host-side preparation: tokenising with truncation that only ever shortens
-   the passage (`truncate_to_fit`, `truncate_passage`), and padding to buckets.
+1. Pure functions of `(config, params, batch)`, one module per model family:
+   `inference.t5` (`option_log_likelihoods`, differentiable: the soft-prompt
+   trainer's scorer; `sun_option_scores`; `pooled_encoder_states`),
+   `inference.llama`, and `generation.greedy_decode`.
+2. Host-side preparation (`inference.batching`): tokenising with truncation that
+   only ever shortens the passage, and padding to buckets.
 3. `Engine`: sorts examples by length, cuts fixed-size batches, pads every
    dimension to a bucket (input length, option count, option length; short
    batches get dummy rows) so an evaluation compiles a bounded set of
@@ -15,8 +16,7 @@ Three layers, from the inside out:
 
 Scoring modes of `Engine.rank_classify`:
 - `"standard"` (default): the teacher-forced log-likelihood of each option's
-  tokens (EOS included) given the input; the encoder runs once per example and
-  all its options go through one `[B, O, L]` decoder call.
+  tokens (EOS included for T5) given the input.
 - `"sun"`: a reproduction of Sun et al. (2023, "Evaluating the Zero-shot
   Robustness of Instruction-tuned Language Models"): inputs cut to 512 tokens
   at the end (as HF `truncation=True` does, EOS kept); option scores read from
@@ -35,11 +35,12 @@ all-gather) on the number of steps and each step's bucket shapes, and a
 process that runs out of examples runs all-dummy batches, so every process
 makes the same calls with the same shapes.
 
-Model adapters, picked from the config's type: `T5Adapter`, and for decoder-only
-models `inference_llama.LlamaAdapter` (prompt + option tokenised together, each
-prompt shared by its options in one packed pass; its docstring says why). An
-adapter supplies text -> ids (`encode_prompt`, `cut`, `encode_rank`), batch
-layouts (`input_batch`, `rank_batch`) and jittable functions.
+Model adapters, picked from the config's type: `inference.t5.T5Adapter`, and for
+decoder-only models `inference.llama.LlamaAdapter` (prompt + option tokenised
+together, each prompt shared by its options in one packed pass; its docstring
+says why). An adapter supplies text -> ids (`encode_prompt`, `cut`,
+`encode_rank`), batch layouts (`input_batch`, `rank_batch`) and jittable
+functions.
 
 Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
 instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
@@ -59,154 +60,17 @@ import numpy as np
 
 from jaxrobust.inference import generation, prompt_formats
 from jaxrobust.inference import llama as inference_llama
+from jaxrobust.inference import t5 as inference_t5
+from jaxrobust.inference.batching import (
+    Truncatable,
+    bucket,
+    power_of_two_buckets,
+    truncate_to_fit,
+)
 from jaxrobust.models import llama, t5
-from jaxrobust.parallel import partitioning
+from jaxrobust.parallel import distributed, partitioning
 
-Array = jax.Array
 INVALID = generation.INVALID
-
-# ---------------------------------------------------------------------------
-# Pure, jittable scoring functions.
-# ---------------------------------------------------------------------------
-
-
-def option_log_likelihoods(
-    config: t5.T5Config,
-    params: Any,
-    batch: dict[str, Array],
-    prefix_embeddings: Array | None = None,
-    average: bool = False,
-) -> Array:
-    """Log-likelihood of each option given the input; differentiable in params/prefix.
-
-    Args:
-      batch: `inputs` `[B, S]` encoder tokens (pad 0); `targets` `[B, O, L]`
-        option tokens, right-padded; `target_mask` `[B, O, L]`, True on real
-        option tokens (an all-False row is an absent option).
-      prefix_embeddings: optional soft prompt `[P, D]` or `[B, P, D]`.
-      average: mean per token instead of the sum.
-
-    Returns:
-      `[B, O]` float32; absent options are -inf.
-    """
-    model = t5.T5(config)
-    variables = {"params": params}
-    encoded, mask = model.apply(variables, batch["inputs"], prefix_embeddings, method=t5.T5.encode)
-    targets = batch["targets"]
-    # Teacher forcing: decoder input is the target shifted right after the start token.
-    start = jnp.full(targets.shape[:-1] + (1,), config.pad_id, targets.dtype)
-    dec_in = jnp.concatenate([start, targets[..., :-1]], axis=-1)
-    logits, _ = model.apply(variables, encoded, mask, dec_in, method=t5.T5.decode)  # [B,O,L,V]
-    return generation.option_totals(logits, targets, batch["target_mask"], average)
-
-
-def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
-    """Sun et al.'s option scores `[B, O]` (see the module docstring)."""
-    steps = batch["targets"].shape[-1]
-    _, scores = generation.greedy_decode(
-        config, params, batch["inputs"], steps, batch["targets"], batch["target_mask"]
-    )
-    return scores
-
-
-def pooled_encoder_states(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
-    """Mean of the final encoder states over non-pad positions: `[B, D]` float32."""
-    encoded, mask = t5.T5(config).apply({"params": params}, batch["inputs"], method=t5.T5.encode)
-    m = mask[..., None].astype(jnp.float32)
-    return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
-
-
-# ---------------------------------------------------------------------------
-# Truncation that only shortens the passage.
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Truncatable:
-    """An input whose passage may be shortened: `render(k)` keeps its first k words.
-
-    `render` must keep everything else (instruction, options, answer cue) whole
-    for every k; tasks build it from their template.
-    """
-
-    render: Callable[[int], str]
-    num_words: int  # Words in the full passage; render(num_words) is the full input.
-
-
-def truncate_to_fit(
-    render: Callable[[int], str],
-    num_words: int,
-    count_tokens: Callable[[str], int],
-    max_tokens: int,
-) -> tuple[str, int]:
-    """The longest passage prefix whose rendered input fits `max_tokens`.
-
-    Binary search over k in [0, num_words] (token counts grow with k).
-
-    Returns:
-      (rendered text, words kept); `words kept < num_words` means truncated.
-
-    Raises:
-      ValueError: the input does not fit even with the passage removed.
-    """
-    if count_tokens(render(num_words)) <= max_tokens:
-        return render(num_words), num_words
-    empty = render(0)
-    if count_tokens(empty) > max_tokens:
-        raise ValueError(
-            f"input has {count_tokens(empty)} tokens with the passage removed, more than "
-            f"max_tokens={max_tokens}; shorten the instruction or options, or raise "
-            f"max_input_len. Input starts: {empty[:200]!r}"
-        )
-    lo, hi = 0, num_words  # render(lo) fits; render(hi) does not.
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count_tokens(render(mid)) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid
-    return render(lo), lo
-
-
-def truncate_passage(
-    before: str,
-    passage: str,
-    after: str,
-    count_tokens: Callable[[str], int],
-    max_tokens: int,
-) -> tuple[str, bool]:
-    """`before + passage + after`, the passage cut at a word boundary to fit.
-
-    The segment form of `truncate_to_fit`: `before` (e.g. the instruction) and
-    `after` (options, answer cue) are never cut. Returns (text, truncated).
-    """
-    words = passage.split(" ")
-    text, kept = truncate_to_fit(
-        lambda k: before + " ".join(words[:k]) + after, len(words), count_tokens, max_tokens
-    )
-    return text, kept < len(words)
-
-
-# ---------------------------------------------------------------------------
-# Buckets.
-# ---------------------------------------------------------------------------
-
-
-def bucket(n: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket >= n."""
-    for b in buckets:
-        if n <= b:
-            return b
-    raise ValueError(f"size {n} exceeds the largest bucket {buckets[-1]} (buckets {buckets})")
-
-
-def power_of_two_buckets(lo: int, hi: int) -> tuple[int, ...]:
-    """lo, 2lo, 4lo, ... below hi, then hi itself."""
-    out, b = [], lo
-    while b < hi:
-        out.append(b)
-        b *= 2
-    return tuple(out) + (hi,)
 
 
 @dataclasses.dataclass
@@ -227,96 +91,14 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Model adapter.
-# ---------------------------------------------------------------------------
-
-
-class T5Adapter:
-    """The T5-specific parts of the engine: batch layout and jittable functions."""
-
-    def __init__(self, config: t5.T5Config, tokenizer: Any = None):
-        self.config = config
-        self.tokenizer = tokenizer
-
-    def param_logical_axes(self) -> Any:
-        return t5.param_logical_axes(self.config)
-
-    def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> Any:
-        """Replicates axes the mesh does not divide (e.g. the byte tokenizer's 259 rows)."""
-        return partitioning.fit_rules_to_dims(rules, mesh, t5.logical_dims(self.config))
-
-    def encode_prompt(self, text: str) -> list[int]:
-        """Encoder ids, EOS included."""
-        return self.tokenizer.encode(text)
-
-    def cut(self, ids: list[int], max_len: int) -> list[int]:
-        """The first `max_len - 1` tokens and EOS (T5X/HF truncation)."""
-        return ids[: max_len - 1] + [self.tokenizer.eos_id]
-
-    def encode_rank(self, text: str, options: Sequence[str], add_eos: bool):
-        """(encoder ids, per-option decoder target ids); options are tokenised alone."""
-        return self.encode_prompt(text), [
-            self.tokenizer.encode(o, add_eos=add_eos) for o in options
-        ]
-
-    def input_batch(self, inputs, s: int, rows: int) -> dict[str, np.ndarray]:
-        return {"inputs": self.rank_batch(inputs, [], s, 1, 1, rows)["inputs"]}
-
-    def rank_batch(self, inputs, options, s: int, o: int, length: int, rows: int):
-        """Pads token lists to `inputs [rows, s]`, `targets/target_mask [rows, o, length]`."""
-        pad = self.config.pad_id
-        x = np.full((rows, s), pad, np.int32)
-        tg = np.full((rows, o, length), pad, np.int32)
-        for i, ids in enumerate(inputs):
-            x[i, : len(ids)] = ids
-        for i, opts in enumerate(options):
-            for j, ids in enumerate(opts):
-                tg[i, j, : len(ids)] = ids
-        lens = np.zeros((rows, o), np.int32)
-        for i, opts in enumerate(options):
-            lens[i, : len(opts)] = [len(ids) for ids in opts]
-        mask = np.arange(length)[None, None, :] < lens[..., None]
-        return {"inputs": x, "targets": tg, "target_mask": mask}
-
-    def functions(self) -> dict[str, Callable]:
-        cfg = self.config
-        return {
-            "standard": lambda p, b: option_log_likelihoods(cfg, p, b),
-            "standard_mean": lambda p, b: option_log_likelihoods(cfg, p, b, average=True),
-            "sun": lambda p, b: sun_option_scores(cfg, p, b),
-            "pool": lambda p, b: pooled_encoder_states(cfg, p, b),
-        }
-
-    def generate_fn(self, max_new_tokens: int) -> Callable:
-        return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]
-
-
-# ---------------------------------------------------------------------------
 # Engine.
 # ---------------------------------------------------------------------------
-
-
-def _agree_max(local: np.ndarray) -> np.ndarray:
-    """Element-wise max of `local` over processes (identity on one host)."""
-    if jax.process_count() == 1:
-        return local
-    from jax.experimental import multihost_utils
-
-    return np.max(multihost_utils.process_allgather(local), axis=0)
-
-
-def _local_rows(arr: jax.Array) -> np.ndarray:
-    """This process's rows of a batch-sharded global array, in order."""
-    if jax.process_count() == 1:
-        return np.asarray(arr)
-    shards = {s.index[0].start or 0: np.asarray(s.data) for s in arr.addressable_shards}
-    return np.concatenate([shards[k] for k in sorted(shards)], axis=0)
 
 
 def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) -> Any:
     """The model adapter for a config's type."""
     if isinstance(config, t5.T5Config):
-        return T5Adapter(config, tokenizer)
+        return inference_t5.T5Adapter(config, tokenizer)
     if isinstance(config, llama.LlamaConfig):
         return inference_llama.LlamaAdapter(config, tokenizer, add_bos=fmt.add_bos)
     raise TypeError(
@@ -329,7 +111,7 @@ class Engine:
     """Scores and generates for lists of rendered inputs; see the module docstring.
 
     Args:
-      model_config: a `t5.T5Config` or a `llama.LlamaConfig` (picks the adapter).
+      config: a `t5.T5Config` or a `llama.LlamaConfig` (picks the adapter).
       params: the parameter tree (host or device; placed into shardings here).
       tokenizer: `jaxrobust.inference.tokenizer` interface (`encode`, `decode`, ids).
       mesh: defaults to all devices, data-parallel (`make_mesh()`).
@@ -348,7 +130,7 @@ class Engine:
 
     def __init__(
         self,
-        model_config: t5.T5Config,
+        config: t5.T5Config | llama.LlamaConfig,
         params: Any,
         tokenizer: Any,
         mesh: jax.sharding.Mesh | None = None,
@@ -362,9 +144,9 @@ class Engine:
         ni_max_new_tokens: int | None = None,
         prompt_format: str = "none",
     ):
-        self.config = model_config
+        self.config = config
         self.prompt_format = prompt_formats.get_format(prompt_format)
-        self.adapter = make_adapter(model_config, tokenizer, self.prompt_format)
+        self.adapter = make_adapter(config, tokenizer, self.prompt_format)
         self.tokenizer = tokenizer
         self.mesh = mesh if mesh is not None else partitioning.make_mesh()
         rules = rules if rules is not None else partitioning.standard_logical_axis_rules()
@@ -415,7 +197,7 @@ class Engine:
         jitted = self._jitted(name, fn, out_ndim, {k: v.ndim for k, v in local.items()})
         batch = {k: partitioning.put_global_batch(v, self.mesh) for k, v in local.items()}
         with partitioning.active(self.mesh, self.rules):
-            return _local_rows(jitted(self.params, batch))
+            return distributed.local_rows(jitted(self.params, batch))
 
     # -- host-side preparation ------------------------------------------------
 
@@ -458,12 +240,12 @@ class Engine:
         """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
         n_local = -(-len(order) // self.local_batch)
-        n_steps = int(_agree_max(np.array([n_local]))[0])
+        n_steps = int(distributed.agree_max(np.array([n_local]))[0])
         shapes = np.zeros((n_steps, len(buckets)), np.int64)
         for k in range(n_local):
             rows = [lengths[i] for i in order[k * self.local_batch : (k + 1) * self.local_batch]]
             shapes[k] = [bucket(max(r[d] for r in rows), buckets[d]) for d in range(len(buckets))]
-        shapes = _agree_max(shapes)
+        shapes = distributed.agree_max(shapes)
         # A step no process has examples for would be all zeros: use the smallest buckets.
         for k in range(n_steps):
             for d, bs in enumerate(buckets):
@@ -550,7 +332,7 @@ class Engine:
     def _with_prompt(self, name: str, prompt, mode: str, average: bool):
         """(name, scoring function) with the soft prompt `[P, D]` prefixed."""
         prompt = np.asarray(prompt, np.float32)
-        if mode != "standard" or not isinstance(self.adapter, T5Adapter):
+        if mode != "standard" or not isinstance(self.adapter, inference_t5.T5Adapter):
             raise NotImplementedError(
                 f"soft prompts are scored in 'standard' mode on T5 models only (mode {mode!r}, "
                 f"{type(self.adapter).__name__})"
@@ -562,7 +344,7 @@ class Engine:
             )
         key = hashlib.sha256(prompt.tobytes()).hexdigest()[:16]
         cfg, constant = self.config, jnp.asarray(prompt)
-        return f"{name}+prompt{key}", lambda p, b: option_log_likelihoods(
+        return f"{name}+prompt{key}", lambda p, b: inference_t5.option_log_likelihoods(
             cfg, p, b, constant, average=average
         )
 

@@ -196,6 +196,27 @@ def interleave(shares: Sequence[Sequence[Any]]) -> list[Any]:
     return out
 
 
+def agree_max(local: np.ndarray) -> np.ndarray:
+    """Element-wise max of `local` over processes (identity on one host).
+
+    The engine's processes agree this way on the number of steps and on each
+    step's bucket shapes, so every process makes the same jitted calls.
+    """
+    if process()[1] == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    return np.max(multihost_utils.process_allgather(local), axis=0)
+
+
+def local_rows(arr: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, in order."""
+    if process()[1] == 1:
+        return np.asarray(arr)
+    shards = {s.index[0].start or 0: np.asarray(s.data) for s in arr.addressable_shards}
+    return np.concatenate([shards[k] for k in sorted(shards)], axis=0)
+
+
 def gather_rows(local: np.ndarray, n_local_max: int) -> list[np.ndarray]:
     """Every process's `[n_p, D]` float rows (process order); pads to `n_local_max`."""
     if process()[1] == 1:

@@ -1,0 +1,141 @@
+"""T5 (encoder-decoder) scoring for `inference.Engine`: pure scorers and the `T5Adapter`.
+
+Pure, jittable functions of `(config, params, batch)`:
+`option_log_likelihoods` (differentiable in params and the soft prompt; the
+soft-prompt trainer's scorer), `sun_option_scores` (Sun et al.'s scores read off
+a greedy decode) and `pooled_encoder_states`. The encoder runs once per example
+and all its options go through one `[B, O, L]` decoder call.
+
+`T5Adapter` is what the engine needs from the family: text -> ids (options are
+tokenised alone; EOS included), batch layouts and the jittable functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrobust.inference import generation
+from jaxrobust.models import t5
+from jaxrobust.parallel import partitioning
+
+Array = jax.Array
+
+# ---------------------------------------------------------------------------
+# Pure, jittable scoring functions.
+# ---------------------------------------------------------------------------
+
+
+def option_log_likelihoods(
+    config: t5.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+    average: bool = False,
+) -> Array:
+    """Log-likelihood of each option given the input; differentiable in params/prefix.
+
+    Args:
+      batch: `inputs` `[B, S]` encoder tokens (pad 0); `targets` `[B, O, L]`
+        option tokens, right-padded; `target_mask` `[B, O, L]`, True on real
+        option tokens (an all-False row is an absent option).
+      prefix_embeddings: optional soft prompt `[P, D]` or `[B, P, D]`.
+      average: mean per token instead of the sum.
+
+    Returns:
+      `[B, O]` float32; absent options are -inf.
+    """
+    model = t5.T5(config)
+    variables = {"params": params}
+    encoded, mask = model.apply(variables, batch["inputs"], prefix_embeddings, method=t5.T5.encode)
+    targets = batch["targets"]
+    # Teacher forcing: decoder input is the target shifted right after the start token.
+    start = jnp.full(targets.shape[:-1] + (1,), config.pad_id, targets.dtype)
+    dec_in = jnp.concatenate([start, targets[..., :-1]], axis=-1)
+    logits, _ = model.apply(variables, encoded, mask, dec_in, method=t5.T5.decode)  # [B,O,L,V]
+    return generation.option_totals(logits, targets, batch["target_mask"], average)
+
+
+def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+    """Sun et al.'s option scores `[B, O]` (the mode is described in `inference.engine`)."""
+    steps = batch["targets"].shape[-1]
+    _, scores = generation.greedy_decode(
+        config, params, batch["inputs"], steps, batch["targets"], batch["target_mask"]
+    )
+    return scores
+
+
+def pooled_encoder_states(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+    """Mean of the final encoder states over non-pad positions: `[B, D]` float32."""
+    encoded, mask = t5.T5(config).apply({"params": params}, batch["inputs"], method=t5.T5.encode)
+    m = mask[..., None].astype(jnp.float32)
+    return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Model adapter.
+# ---------------------------------------------------------------------------
+
+
+class T5Adapter:
+    """The T5-specific parts of the engine: batch layout and jittable functions."""
+
+    def __init__(self, config: t5.T5Config, tokenizer: Any = None):
+        self.config = config
+        self.tokenizer = tokenizer
+
+    def param_logical_axes(self) -> Any:
+        return t5.param_logical_axes(self.config)
+
+    def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> Any:
+        """Replicates axes the mesh does not divide (e.g. the byte tokenizer's 259 rows)."""
+        return partitioning.fit_rules_to_dims(rules, mesh, t5.logical_dims(self.config))
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Encoder ids, EOS included."""
+        return self.tokenizer.encode(text)
+
+    def cut(self, ids: list[int], max_len: int) -> list[int]:
+        """The first `max_len - 1` tokens and EOS (T5X/HF truncation)."""
+        return ids[: max_len - 1] + [self.tokenizer.eos_id]
+
+    def encode_rank(self, text: str, options: Sequence[str], add_eos: bool):
+        """(encoder ids, per-option decoder target ids); options are tokenised alone."""
+        return self.encode_prompt(text), [
+            self.tokenizer.encode(o, add_eos=add_eos) for o in options
+        ]
+
+    def input_batch(self, inputs, s: int, rows: int) -> dict[str, np.ndarray]:
+        return {"inputs": self.rank_batch(inputs, [], s, 1, 1, rows)["inputs"]}
+
+    def rank_batch(self, inputs, options, s: int, o: int, length: int, rows: int):
+        """Pads token lists to `inputs [rows, s]`, `targets/target_mask [rows, o, length]`."""
+        pad = self.config.pad_id
+        x = np.full((rows, s), pad, np.int32)
+        tg = np.full((rows, o, length), pad, np.int32)
+        for i, ids in enumerate(inputs):
+            x[i, : len(ids)] = ids
+        for i, opts in enumerate(options):
+            for j, ids in enumerate(opts):
+                tg[i, j, : len(ids)] = ids
+        lens = np.zeros((rows, o), np.int32)
+        for i, opts in enumerate(options):
+            lens[i, : len(opts)] = [len(ids) for ids in opts]
+        mask = np.arange(length)[None, None, :] < lens[..., None]
+        return {"inputs": x, "targets": tg, "target_mask": mask}
+
+    def functions(self) -> dict[str, Callable]:
+        cfg = self.config
+        return {
+            "standard": lambda p, b: option_log_likelihoods(cfg, p, b),
+            "standard_mean": lambda p, b: option_log_likelihoods(cfg, p, b, average=True),
+            "sun": lambda p, b: sun_option_scores(cfg, p, b),
+            "pool": lambda p, b: pooled_encoder_states(cfg, p, b),
+        }
+
+    def generate_fn(self, max_new_tokens: int) -> Callable:
+        return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]
