@@ -21,13 +21,26 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
     os.environ.get("JAXROBUST_DATA_DIR", REPO_ROOT.parent / "shared" / "data")
 )
+# Set by `.ci/run`: a test that needs the shared data fails without it instead
+# of skipping, so a CI machine without the data cannot stay green.
+REQUIRE_DATA = "JAXROBUST_REQUIRE_DATA"
+
+
+def data_missing(message: str) -> None:
+    """Skips the calling test for missing shared data, or fails it under `$JAXROBUST_REQUIRE_DATA`.
+
+    Every data-gated test goes through here (never a bare `pytest.skip`).
+    """
+    if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+        pytest.fail(f"{message} (and {REQUIRE_DATA} is set: the data is required)")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> pathlib.Path:
-    """The read-only shared data folder; skips the test when it is absent."""
+    """The read-only shared data folder; see `data_missing` for when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(
+        data_missing(
             f"shared data not found at {SHARED_DATA} (set JAXROBUST_DATA_DIR to the "
             "folder holding semeval2010_task8/, mmlu/, ...)"
         )

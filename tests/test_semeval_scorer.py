@@ -9,6 +9,7 @@ import pathlib
 import re
 
 import pytest
+from conftest import data_missing
 
 from jaxrobust.analysis import semeval_scorer
 
@@ -19,7 +20,7 @@ FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 def vectors(shared_data_dir):
     path = shared_data_dir / "semeval2010_task8" / "scorer_vectors"
     if not path.is_dir():
-        pytest.skip(f"SemEval-2010 Task 8 scorer vectors not found at {path}")
+        data_missing(f"SemEval-2010 Task 8 scorer vectors not found at {path}")
     return path
 
 
