@@ -23,11 +23,12 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+from etils import epath
 from flax import serialization, traverse_util
 
 from jaxrobust.models import llama as llama_lib
 from jaxrobust.models import t5 as t5_lib
-from jaxrobust.storage import records
+from jaxrobust.storage import files
 
 PathLike = str | os.PathLike
 
@@ -419,12 +420,10 @@ def _write_hf_directory(directory: PathLike, hf_config: dict, tensors: dict) -> 
     """`config.json` and `model.safetensors`, each written atomically."""
     from safetensors.numpy import save_file
 
-    d = pathlib.Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    records.write_atomic(d / "config.json", json.dumps(hf_config, indent=2))
-    tmp = d / "model.safetensors.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, d / "model.safetensors")
+    d = epath.Path(directory)
+    files.write_atomic(d / "config.json", json.dumps(hf_config, indent=2))
+    with files.atomic_path(d / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
 
 
 # ---------------------------------------------------------------------------

@@ -292,7 +292,7 @@ def test_object_store_write_path_resumes_and_matches_local(tmp_path, monkeypatch
     exercised on local files through epath paths: same bytes as the append path."""
     from etils import epath
 
-    from jaxrobust.storage import records
+    from jaxrobust.storage import files, records
 
     header = {"kind": "header", "format_version": records.FORMAT_VERSION, "n_examples": 6}
     chunks = [
@@ -301,7 +301,7 @@ def test_object_store_write_path_resumes_and_matches_local(tmp_path, monkeypatch
     local = tmp_path / "local" / "t.jsonl"
     assert _write_records(local, header, chunks) == 6  # A plain pathlib path.
 
-    monkeypatch.setattr(records, "is_local", lambda path: False)
+    monkeypatch.setattr(files, "is_local", lambda path: False)
     remote = epath.Path(tmp_path) / "remote" / "t.jsonl"
     assert _write_records(remote, header, chunks, stop_after=2) == 4
     partial = remote.with_name("t.jsonl.partial")
@@ -312,6 +312,6 @@ def test_object_store_write_path_resumes_and_matches_local(tmp_path, monkeypatch
     assert [r["example_id"] for r in records.read_records(remote).records] == [
         f"e{i}" for i in range(6)
     ]
-    records.write_json(epath.Path(tmp_path) / "remote" / "model.json", {"a": 1})
+    files.write_json(epath.Path(tmp_path) / "remote" / "model.json", {"a": 1})
     assert json.loads((tmp_path / "remote" / "model.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == ["model.json", "t.jsonl"]

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from jaxrobust import evaluation
 from jaxrobust.analysis import metrics, report
-from jaxrobust.storage import records
+from jaxrobust.storage import files, records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -39,7 +39,7 @@ def write_records(out, model, task, provenance, rows, pooled=None, spec=None):
     path = records.records_path(out, model, task)
     evaluation.evaluate_file(path, header, rows, lambda chunk: (chunk, pooled), len(rows))
     if spec is not None:
-        records.write_json(path.parent / "model.json", spec)
+        files.write_json(path.parent / "model.json", spec)
 
 
 def re_rows(pred, gold, neg="no_relation"):

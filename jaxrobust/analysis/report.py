@@ -51,6 +51,7 @@ from etils import epath
 
 from jaxrobust.analysis import metrics
 from jaxrobust.storage import records
+from jaxrobust.storage.files import write_atomic
 
 GROUPS = ("observed", "unobserved", "other")
 COLORS = {"observed": "tab:blue", "unobserved": "tab:orange", "other": "tab:gray"}
@@ -443,11 +444,11 @@ def _plot_repr(rows: list[TemplateRow], pooled: np.ndarray, path, plt) -> dict |
 
 
 def _save(fig, path: epath.Path, plt) -> None:
-    """A PNG written whole (`records.write_atomic`; matplotlib cannot write to gs://)."""
+    """A PNG written whole (`write_atomic`; matplotlib cannot write to gs://)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    records.write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def write_report(
@@ -492,9 +493,9 @@ def write_report(
         if len({size for size, _ in pts}) >= 2:
             _plot_sizes(name, pts, plots / f"size__{_safe(name)}.png", plt)
     flat = [{k: v for k, v in s.items() if k != "representation"} for s in summaries]
-    records.write_atomic(out / "summary.md", summary_markdown(summaries, order))
-    records.write_atomic(out / "summary.csv", _csv(flat))
-    records.write_atomic(
+    write_atomic(out / "summary.md", summary_markdown(summaries, order))
+    write_atomic(out / "summary.csv", _csv(flat))
+    write_atomic(
         out / "summary.json",
         json.dumps(
             {
@@ -507,8 +508,8 @@ def write_report(
         + "\n",
     )
     trows = [dataclasses.asdict(r) for r in rows]
-    records.write_atomic(out / "templates.csv", _csv(trows))
-    records.write_atomic(
+    write_atomic(out / "templates.csv", _csv(trows))
+    write_atomic(
         out / "templates.md",
         _md(
             [

@@ -38,8 +38,8 @@ writer of record files and run metadata; resume decisions are made by process
 files are byte-equal to a 1-host run's on the same mesh (tests/test_multihost.py).
 
 `output_dir` (and soft-prompt files) may be `gs://` paths: files go through
-`etils.epath`, as SeqIO's and Orbax's do (see `records.py` for what atomic
-means on an object store).
+`etils.epath`, as SeqIO's and Orbax's do (see `storage/files.py` for what
+atomic means on an object store).
 
 Gin never appears here: `gin_configs/runs/eval.gin` binds `run`, `ModelSpec`
 and `EvalOptions` through dynamic registration, and `jaxrobust.main` calls it.
@@ -67,7 +67,7 @@ from etils import epath
 
 from jaxrobust.analysis.metrics import INVALID as INVALID_LABEL
 from jaxrobust.parallel import distributed
-from jaxrobust.storage import records
+from jaxrobust.storage import files, records
 
 RUNS_DIR = "runs"
 log = logging.getLogger(__name__)
@@ -537,10 +537,10 @@ def run(
         config = result_config(spec, options, sha)
         meta["models"][spec.name] = {"spec": dataclasses.asdict(spec), "result_config": config}
         if writer0:
-            records.write_json(
+            files.write_json(
                 out / records.RECORDS_DIR / spec.name / "model.json", dataclasses.asdict(spec)
             )
-            records.write_json(run_path, meta)
+            files.write_json(run_path, meta)
         engine, score = None, None
         statuses[spec.name] = {}
         for task in tasks:
@@ -568,11 +568,11 @@ def run(
             )
         meta["models"][spec.name]["files"] = statuses[spec.name]
         if writer0:
-            records.write_json(run_path, meta)
+            files.write_json(run_path, meta)
     progress.close()
     meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
     if writer0:
-        records.write_json(run_path, meta)
+        files.write_json(run_path, meta)
     return statuses
 
 

@@ -1,1 +1,2 @@
-"""Storage: files written atomically (local or object stores) and the record file format."""
+"""Storage: the file layer (`files`: atomic writes, local or object stores) and the record
+file format (`records`)."""

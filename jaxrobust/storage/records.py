@@ -12,35 +12,27 @@ equal bytes)::
     {"kind": "chunk", "end": n, "pooled_sum": [...]?}   after each committed chunk
     {"kind": "footer", "n_records": N, "sha256": <hex of every byte above>}
 
-`PartialWriter` appends committed chunks to ``<file>.partial`` (flushed and
-fsynced per chunk) and renames it onto the final name once the footer is in,
-so a final name never holds an unfinished file; `read_records` verifies a
-final file and raises `RecordsError` naming it when anything is off. This
-module needs neither JAX nor the task registry, so reports read records
-without them.
-
-Paths go through `etils.epath` (the file-system layer SeqIO and Orbax use), so
-output directories may be `gs://` buckets (backed by `tf.io.gfile`, or
-`gcsfs` when TensorFlow is absent). Object stores cannot append or rename
-atomically, so there a `.partial` is rewritten whole at each committed chunk
-(resume still works after a preemption), and a rename is a server-side copy
-then a delete: the final object appears whole or not at all (an object write
-is atomic), and a crash between copy and delete leaves a stale `.partial`
-next to a complete file, which a re-run ignores (the complete file wins).
+`PartialWriter` appends committed chunks to ``<file>.partial`` (durable per
+chunk) and renames it onto the final name once the footer is in, so a final
+name never holds an unfinished file; `read_records` verifies a final file and
+raises `RecordsError` naming it when anything is off. Files go through
+`storage.files` (local disks and `gs://` buckets; see there what atomic means
+on an object store). This module needs neither JAX nor the task registry, so
+reports read records without them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import os
-from typing import Any
 
 import numpy as np
 from etils import epath
+
+from jaxrobust.storage import files
 
 FORMAT_VERSION = 1
 RECORDS_DIR = "records"
@@ -63,11 +55,6 @@ def line(obj: dict) -> bytes:
 
 def records_path(output_dir: str | os.PathLike, model: str, task: str) -> epath.Path:
     return epath.Path(output_dir) / RECORDS_DIR / model / (task.replace(":", "__") + ".jsonl")
-
-
-def is_local(path: str | os.PathLike) -> bool:
-    """A path on a local file system (append, fsync and atomic rename work)."""
-    return "://" not in os.fspath(path)
 
 
 @dataclasses.dataclass
@@ -129,28 +116,21 @@ def read_records(path: str | os.PathLike) -> RecordFile:
 class PartialWriter:
     """Appends committed chunks to `<final>.partial`; `finish` renames it into place.
 
-    Locally the partial file is appended to and fsynced per chunk; on an object
-    store (`gs://`) it is kept in memory and rewritten whole per chunk.
+    Each chunk is durable once appended (`files.AppendFile`: fsynced locally,
+    rewritten whole on an object store), so a preempted file resumes from its
+    last committed chunk.
     """
 
     def __init__(self, final: str | os.PathLike, header: dict, chunk_size: int):
         final = epath.Path(final)
         self.final, self.partial = final, final.with_name(final.name + ".partial")
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.local = is_local(final)
         header_line = line(header)
         committed, self.n_done = self._committed_prefix(header_line, chunk_size)
-        if self.local:
-            mode = "r+b" if committed else "w+b"
-            self.f = open(os.fspath(self.partial), mode)  # noqa: SIM115 (closed in finish / close)
-        else:
-            self.f = io.BytesIO(self.partial.read_bytes() if committed else b"")
-        if committed:
-            self.f.truncate(committed)  # Drop a half-written chunk after the last commit.
-            self.f.seek(committed)
-        else:
+        # Drops a half-written chunk after the last commit.
+        self.f = files.AppendFile(self.partial, keep=committed)
+        if not committed:
             self.f.write(header_line)
-            self._sync()
+            self.f.sync()
 
     def _committed_prefix(self, header_line: bytes, chunk_size: int) -> tuple[int, int]:
         """(bytes, records) of the partial file up to its last chunk line; (0, 0) = restart."""
@@ -177,47 +157,21 @@ class PartialWriter:
             return 0, 0
         return committed
 
-    def _sync(self) -> None:
-        if not self.local:
-            self.partial.write_bytes(self.f.getvalue())
-            return
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
     def append_chunk(self, records: list[dict], pooled_sum: np.ndarray | None) -> None:
         self.n_done += len(records)
         chunk = {"kind": "chunk", "end": self.n_done}
         if pooled_sum is not None:
             chunk["pooled_sum"] = [float(v) for v in pooled_sum]
         self.f.write(b"".join(line({"kind": "record", **r}) for r in records) + line(chunk))
-        self._sync()
+        self.f.sync()
 
     def finish(self) -> None:
-        self.f.seek(0)
-        body = self.f.read()
+        body = self.f.contents()
         footer = {"kind": "footer", "n_records": self.n_done}
         footer["sha256"] = hashlib.sha256(body).hexdigest()
         self.f.write(line(footer))
-        self._sync()
-        self.f.close()
-        # Atomic locally: the final name is complete or absent (object stores: see above).
-        self.partial.replace(self.final)
+        # The final name is complete or absent (`files.AppendFile.commit`).
+        self.f.commit(self.final)
 
     def close(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Writes a file whole: a temp file, then a rename onto `path` (os.replace
-    locally; copy + delete on object stores, where the object appears whole)."""
-    path = epath.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    tmp.replace(path)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Writes JSON atomically (`write_atomic`)."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        self.f.close()

@@ -43,11 +43,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import shutil
 import time
 from typing import Any
+
+from jaxrobust.storage import files
 
 STAGES = ("tokenizer", "tune", "eval_tuned", "pt", "pt_kl", "eval_prompts", "report")
 TASK = "jr:world_all:qa"  # The training view of the four world tasks (tasks/builtin.py).
@@ -60,7 +60,7 @@ class StudyOptions:
 
     output_dir: str = "study_output"  # Everything goes here; re-running resumes.
     seed: int = 0  # Model init, data order, prompt init and the bootstrap.
-    preset: str = "study-small"  # T5 preset (models/t5.py) trained from scratch.
+    preset: str = "study-small"  # T5 preset (models/t5_config.py) trained from scratch.
     vocab_size: int = 1024  # BPE vocabulary trained on the world.
     max_input_len: int = 128  # Input tokens (world inputs have at most ~90).
     # Instruction tuning (full fine-tuning on the observed templates).
@@ -148,10 +148,8 @@ def _tokenizer(opts: StudyOptions, out: pathlib.Path) -> pathlib.Path:
     if (directory / "tokenizer.json").exists():
         print(f"[study] tokenizer: complete, skipped ({directory})", flush=True)
         return directory
-    tmp = out / "tokenizer.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    vocab.train(tmp, vocab_size=opts.vocab_size, seed=opts.seed)
-    os.replace(tmp, directory)  # The stage completes atomically.
+    with files.atomic_path(directory, directory=True) as tmp:  # The stage completes whole.
+        vocab.train(tmp, vocab_size=opts.vocab_size, seed=opts.seed)
     print(f"[study] tokenizer: {opts.vocab_size} pieces ({directory})", flush=True)
     return directory
 
@@ -170,9 +168,9 @@ def _evaluate(
         progress=False,
     )
     statuses = evaluation.run(models, mixtures, str(out), options)
-    for model, files in statuses.items():
-        counts = {s: list(files.values()).count(s) for s in ("written", "resumed", "skipped")}
-        print(f"[study] evaluated {model}: {len(files)} record files {counts}", flush=True)
+    for model, per_task in statuses.items():
+        counts = {s: list(per_task.values()).count(s) for s in ("written", "resumed", "skipped")}
+        print(f"[study] evaluated {model}: {len(per_task)} record files {counts}", flush=True)
 
 
 def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib.Path:
@@ -186,11 +184,9 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     opts = options
     out = pathlib.Path(opts.output_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study_options.json").write_text(
-        json.dumps(dataclasses.asdict(opts), indent=2, sort_keys=True) + "\n"
-    )
+    files.write_json(out / "study_options.json", dataclasses.asdict(opts))
     if gin_config:
-        (out / "operative_config.gin").write_text(gin_config)
+        files.write_atomic(out / "operative_config.gin", gin_config)
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
@@ -216,7 +212,7 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     hf_model = out / "tune" / "hf_model"
     for name in vocab.FILES:  # A complete HF directory: weights, config and tokenizer.
         if not (hf_model / name).exists():
-            shutil.copy(tokenizer_dir / name, hf_model / name)
+            files.write_atomic(hf_model / name, (tokenizer_dir / name).read_bytes())
     tuned = training.trained_model_spec(base, str(out / "tune"), "tuned")
     lap("tune")
 
@@ -262,5 +258,5 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     )
     lap("report")
     timings["total_this_run"] = round(sum(timings.values()), 1)
-    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    files.write_atomic(out / "timings.json", json.dumps(timings, indent=2) + "\n")
     return pathlib.Path(report_dir)

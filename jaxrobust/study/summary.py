@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from jaxrobust.analysis import metrics
-from jaxrobust.storage import records
+from jaxrobust.storage import files, records
 from jaxrobust.tasks import builtin
 
 ROLES = ("observed", "paraphrase", "heldout")
@@ -281,7 +281,7 @@ def write(
     out = pathlib.Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = analyse(eval_dir, list(labels), baseline=baseline, n_resamples=n_resamples, seed=seed)
-    records.write_atomic(out / "study.md", markdown(result, labels, baseline))
-    records.write_atomic(out / "study.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
+    files.write_atomic(out / "study.md", markdown(result, labels, baseline))
+    files.write_atomic(out / "study.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
     plot(result, labels, out / "study.png")
     return result

@@ -4,8 +4,9 @@ argv: OUT_DIR RESULT_JSON [PROCESS_ID NUM_PROCESSES PORT]. Runs the `eval`
 command of `jaxrobust.main` (2 toy tasks x 2 templates, 7 examples each in
 chunks of 3, so the hosts' shares of a chunk are 2 and 1, or 1 and 0) with the
 coordinator flags passed through to `distributed.initialize`, on one 2 x 2
-mesh (data x model). RESULT_JSON lists every record-file and JSON write this
-process made, and the per-host chunk shares it scored.
+mesh (data x model). RESULT_JSON lists every file this process wrote through
+`storage.files` (partial files opened, record files committed, whole-file
+writes), and the per-host chunk shares it scored.
 """
 
 import json
@@ -17,7 +18,7 @@ sys.path.insert(0, str(REPO / "tests" / "fixtures"))
 
 from jaxrobust import main  # noqa: E402
 from jaxrobust.parallel import distributed  # noqa: E402
-from jaxrobust.storage import records  # noqa: E402
+from jaxrobust.storage import files  # noqa: E402
 
 out_dir, result_json = sys.argv[1], sys.argv[2]
 flags = []
@@ -30,18 +31,24 @@ if len(sys.argv) > 3:
 
 writes: list[str] = []
 shares: list[int] = []
-finish, write_json = records.PartialWriter.finish, records.write_json
+open_append, commit = files.AppendFile.__init__, files.AppendFile.commit
+write_atomic = files.write_atomic
 share = distributed.host_share
 
 
-def counted_finish(self):
-    writes.append(str(self.final))
-    return finish(self)
-
-
-def counted_write_json(path, obj):
+def counted_open_append(self, path, keep=0):
     writes.append(str(path))
-    return write_json(path, obj)
+    return open_append(self, path, keep)
+
+
+def counted_commit(self, final):
+    writes.append(str(final))
+    return commit(self, final)
+
+
+def counted_write_atomic(path, data):
+    writes.append(str(path))
+    return write_atomic(path, data)
 
 
 def counted_share(chunk, index, count):
@@ -50,8 +57,9 @@ def counted_share(chunk, index, count):
     return mine
 
 
-records.PartialWriter.finish = counted_finish
-records.write_json = counted_write_json
+files.AppendFile.__init__ = counted_open_append
+files.AppendFile.commit = counted_commit
+files.write_atomic = counted_write_atomic
 distributed.host_share = counted_share
 
 TASKS = [
