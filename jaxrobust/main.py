@@ -222,9 +222,9 @@ def study(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from jaxrobust.analysis import report as report_lib
-    from jaxrobust.parallel import distributed
+    from jaxrobust.parallel import cluster
 
-    if distributed.resolve_cluster(os.environ).process_id != 0:
+    if cluster.resolve_cluster(os.environ).process_id != 0:
         print("report: written by process 0 only")  # No JAX here: the environment decides.
         return 0
     out = report_lib.write_report(args.output_dir, n_resamples=args.n_resamples, seed=args.seed)

@@ -18,60 +18,17 @@ pipeline) is kept off accelerators, and log lines name the process.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Cluster:
-    """How this process joins the others."""
-
-    kind: str  # 'single', 'explicit', 'slurm' or 'tpu'.
-    coordinator: str | None = None  # host:port of process 0 (explicit only).
-    num_processes: int = 1
-    process_id: int = 0
-
-
-def resolve_cluster(
-    env: Mapping[str, str],
-    coordinator: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-) -> Cluster:
-    """Decides how to start from arguments first, then the environment."""
-    coordinator = coordinator or env.get("JAXROBUST_COORDINATOR")
-    if num_processes is None and env.get("JAXROBUST_NUM_PROCESSES"):
-        num_processes = int(env["JAXROBUST_NUM_PROCESSES"])
-    if process_id is None and env.get("JAXROBUST_PROCESS_ID"):
-        process_id = int(env["JAXROBUST_PROCESS_ID"])
-    given = [x is not None for x in (coordinator, num_processes, process_id)]
-    if any(given):
-        if not all(given):
-            raise ValueError(
-                "explicit multi-host start needs coordinator address, process count and "
-                f"process id together; got coordinator={coordinator!r}, "
-                f"num_processes={num_processes!r}, process_id={process_id!r}"
-            )
-        if not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id {process_id} is not in [0, {num_processes})")
-        if num_processes == 1:
-            return Cluster("single")
-        return Cluster("explicit", coordinator, num_processes, process_id)
-    if "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-        return Cluster("slurm", None, int(env["SLURM_NTASKS"]), int(env.get("SLURM_PROCID", 0)))
-    workers = env.get("TPU_WORKER_HOSTNAMES", "")
-    if len([w for w in workers.split(",") if w]) > 1:
-        return Cluster("tpu", None, len(workers.split(",")), int(env.get("TPU_WORKER_ID", 0)))
-    return Cluster("single")
-
+from jaxrobust.parallel.cluster import Cluster, resolve_cluster  # noqa: F401 (public here too)
 
 _STARTED: Cluster | None = None
 
