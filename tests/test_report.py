@@ -1,5 +1,6 @@
 """Reports: the summary's numbers against sklearn / numpy recomputations from the
-records, the bootstrap against `metrics`, plots written, the CLI end to end."""
+records and hand-computed grids, the intervals from `stats.bootstrap`, plots decoded,
+the CLI end to end, and the report's import path free of JAX."""
 
 import csv
 import json
@@ -10,15 +11,22 @@ import sys
 
 import numpy as np
 import pytest
+from matplotlib import image
 from sklearn.metrics import accuracy_score, f1_score
 
 from jaxrobust import evaluation
-from jaxrobust.analysis import metrics, report
+from jaxrobust.analysis import metrics, report, stats
 from jaxrobust.storage import files, records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
-PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, width: int, height: int) -> None:
+    """A decodable PNG of the given size in pixels that is not one flat colour."""
+    pixels = image.imread(path)  # [H, W, RGBA] floats in [0, 1].
+    assert pixels.shape == (height, width, 4), path
+    assert len(np.unique(pixels.reshape(-1, 4), axis=0)) > 2, f"{path} is blank"
 
 
 def write_records(out, model, task, provenance, rows, pooled=None, spec=None):
@@ -124,13 +132,26 @@ def test_summary_equals_sklearn(synthetic):
             assert s["unobserved_std"] == pytest.approx(unobs.std(ddof=1), abs=1e-12)
             assert s["gap"] == pytest.approx(obs.mean() - unobs.mean(), abs=1e-12)
             assert s["gap_ci_low"] <= s["gap"] <= s["gap_ci_high"]
-    # The accuracy CI is metrics.two_level_bootstrap's on the correctness matrix.
+    # The intervals are stats.bootstrap's: on the correctness matrix for accuracy, on
+    # the per-example TP/FP/FN (recounted here from the labels) for micro-F1.
+    observed = np.arange(6) < 3
     correct = np.array(
         [[p == g for p, g in zip(*truth[("small", "qa", k)], strict=True)] for k in range(6)]
     )
-    ci = metrics.two_level_bootstrap(correct, observed=np.arange(6) < 3, n_resamples=200, seed=3)
+    ci = stats.bootstrap(correct, observed=observed, n_resamples=200, seed=3)["gap"]
     s = rows[("small", "toyqa/qa")]
-    assert (s["gap_ci_low"], s["gap_ci_high"]) == (ci["gap"].low, ci["gap"].high)
+    assert (s["gap_ci_low"], s["gap_ci_high"]) == (ci.low, ci.high)
+    counts = [[], [], []]
+    for k in range(6):
+        pred, gold = map(np.array, truth[("small", "re", k)])
+        right, gold_pos = pred == gold, gold != "no_relation"
+        counts[0].append(right & gold_pos)
+        counts[1].append(~right & (pred != "no_relation"))
+        counts[2].append(~right & gold_pos)
+    boot = {"observed": observed, "n_resamples": 200, "seed": 3}
+    ci = stats.bootstrap(tuple(map(np.array, counts)), statistic=stats.MICRO_F1, **boot)["gap"]
+    s = rows[("small", "toyre/mcqa")]
+    assert (s["gap_ci_low"], s["gap_ci_high"]) == (ci.low, ci.high)
     # CSV holds the same numbers; Markdown prints them in percent.
     with open(report_dir / "summary.csv") as f:
         for row in csv.DictReader(f):
@@ -147,25 +168,93 @@ def test_plots(synthetic):
     out, _ = synthetic
     plots = report.write_report(out, n_resamples=50) / "plots"
     names = sorted(p.name for p in plots.glob("*.png"))
-    assert "size__toy.png" in names
+    assert len(names) == 1 + 2 * 2 * 2
+    # Sizes in pixels at 100 dpi: figsize (5, 3.5), (max(4, 0.5 * 6 + 2), 3.5), (4.5, 3.5).
+    assert_png(plots / "size__toy.png", 500, 350)
     for model in ("small", "large"):
         for bench in ("toyre_mcqa", "toyqa_qa"):
-            assert f"templates__{model}__{bench}.png" in names
-            assert f"repr__{model}__{bench}.png" in names
-    assert all((plots / n).read_bytes().startswith(PNG) for n in names)
+            assert_png(plots / f"templates__{model}__{bench}.png", 500, 350)
+            assert_png(plots / f"repr__{model}__{bench}.png", 450, 350)
 
 
-def test_f1_bootstrap_equals_accuracy_bootstrap_when_f1_is_accuracy():
-    # Every gold label positive, predictions never negative: micro-F1 = accuracy.
-    rng = np.random.default_rng(1)
-    correct = rng.random((5, 30)) < 0.6
-    tp, fp, fn = correct * 1.0, ~correct * 1.0, ~correct * 1.0
-    observed = np.array([True, True, False, False, False])
-    a = metrics.two_level_bootstrap(correct, observed=observed, n_resamples=300, seed=7)
-    b = report.f1_bootstrap(tp, fp, fn, observed, n_resamples=300, seed=7)
-    for key in ("mean", "observed", "unobserved", "gap"):
-        np.testing.assert_allclose(b[key].distribution, a[key].distribution, atol=1e-12)
-        assert b[key].estimate == pytest.approx(a[key].estimate)
+def qa_rows(pred, gold, ids=None, truncated=()):
+    return [
+        {
+            "example_id": i,
+            "predicted_label": p,
+            "gold_label": g,
+            "negative_label": "",
+            "correct": p == g,
+            "truncated": i in truncated,
+        }
+        for i, p, g in zip(ids or [f"e{j}" for j in range(len(gold))], pred, gold, strict=True)
+    ]
+
+
+def test_benchmark_of_several_data_sets_is_the_macro_mean(tmp_path):
+    """mmlu_a (4 examples) and mmlu_b (2) pool into mmlu/qa: a template's score is the
+    mean of its two accuracies, not the accuracy over the 6 pooled examples."""
+    spec = {"name": "m", "observed_collections": ["flan"]}
+    gold_a, gold_b = ["A", "B", "C", "D"], ["A", "B"]
+    grid = {  # template -> (provenance, predictions on mmlu_a, predictions on mmlu_b)
+        "o1": ("observed:flan", ["A", "B", "C", "A"], ["A", "A"]),  # 3/4, 1/2 -> 5/8
+        "o2": ("observed:flan", ["A", "B", "C", "D"], ["B", "A"]),  # 1, 0 -> 1/2
+        "u1": ("unobserved", ["A", "A", "A", "A"], ["A", "B"]),  # 1/4, 1 -> 5/8
+        "u2": ("unobserved", ["B", "A", "D", "C"], ["A", "A"]),  # 0, 1/2 -> 1/4
+        "s1": ("style:flan", ["A", "B", "A", "A"], ["B", "B"]),  # 1/2, 1/2 -> 1/2
+    }
+    for tid, (prov, pa, pb) in grid.items():
+        rows_a = qa_rows(pa, gold_a, truncated={"e0"} if tid == "o1" else ())
+        write_records(tmp_path, "m", f"jr:mmlu_a:qa:{tid}", prov, rows_a, spec=spec)
+        write_records(tmp_path, "m", f"jr:mmlu_b:qa:{tid}", prov, qa_rows(pb, gold_b), spec=spec)
+    report_dir = report.write_report(tmp_path, n_resamples=100, seed=0)
+    saved = json.loads((report_dir / "summary.json").read_text())
+    templates = {t["template_id"]: t for t in saved["templates"]}
+    want = {"o1": 5 / 8, "o2": 1 / 2, "u1": 5 / 8, "u2": 1 / 4, "s1": 1 / 2}
+    assert {t: templates[t]["score"] for t in want} == want
+    assert {t["benchmark"] for t in templates.values()} == {"mmlu/qa"}
+    assert {t["n_examples"] for t in templates.values()} == {6}
+    assert templates["o1"]["truncated"] == 1 / 6
+    assert templates["s1"]["group"] == "other"
+    (s,) = saved["summary"]
+    assert (s["observed_n"], s["unobserved_n"]) == (2, 2)
+    assert s["observed_mean"] == 9 / 16 and s["unobserved_mean"] == 7 / 16
+    assert s["observed_std"] == pytest.approx(np.std([5 / 8, 1 / 2], ddof=1))
+    assert s["gap"] == 1 / 8
+    assert s["all_mean"] == pytest.approx(np.mean(list(want.values())))
+    # Example-level statistics pool the 6 examples of both data sets, in data-set order.
+    assert s["aligned"] is True
+    assert s["consistency"] == 0.0  # No example gets one answer from all 5 templates.
+    correct = np.array(
+        [
+            np.r_[np.array(pa) == gold_a, np.array(pb) == gold_b]
+            for tid, (_, pa, pb) in sorted(grid.items())
+            if tid != "s1"
+        ]
+    )
+    observed = np.array([True, True, False, False])
+    ci = stats.bootstrap(correct, observed=observed, n_resamples=100, seed=0)["gap"]
+    assert (s["gap_ci_low"], s["gap_ci_high"]) == (ci.low, ci.high)
+    test = stats.paired_permutation_test(correct, observed, seed=0)
+    assert s["paired_p"] == test.p_value
+
+
+def test_report_command_loads_no_jax(synthetic):
+    """`python -m jaxrobust.main report` imports neither JAX nor the task registry."""
+    out, _ = synthetic
+    code = (
+        "import sys\n"
+        "from jaxrobust import main\n"
+        f"assert main.main(['report', '--output_dir={out}', '--n_resamples=20']) == 0\n"
+        "heavy = ('jax', 'jaxlib', 'flax', 'tensorflow', 'seqio', 'gin')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| small |" in done.stdout
 
 
 def test_corrupt_record_file_is_named(synthetic):
@@ -215,7 +304,7 @@ def test_cli_end_to_end(tmp_path):
     for name in ("summary.md", "summary.csv", "summary.json", "templates.md", "templates.csv"):
         assert (rep / name).stat().st_size > 0
     for bench in ("toyqa_qa", "toyre_re"):
-        assert (rep / "plots" / f"templates__tiny-t5__{bench}.png").read_bytes().startswith(PNG)
+        assert_png(rep / "plots" / f"templates__tiny-t5__{bench}.png", 400, 350)
     # Recompute every summary number from the record lines themselves.
     per = {}
     for path in files:

@@ -8,7 +8,6 @@ import json
 import pathlib
 import re
 
-import numpy as np
 import pytest
 
 from jaxrobust import main
@@ -79,34 +78,3 @@ def test_study_end_to_end_resumes_and_repeats(tmp_path, capsys):
     _study(b, capsys)
     for name in ("study.md", "study.json", "summary.md", "templates.md"):
         assert (b / "eval" / "report" / name).read_text() == (report / name).read_text(), name
-
-
-def test_stratified_bootstrap_is_two_level_bootstrap_for_one_task():
-    from jaxrobust.analysis import metrics
-    from jaxrobust.study import summary
-
-    rng = np.random.default_rng(1)
-    correct = (rng.random((6, 40)) < 0.6).astype(float)
-    observed = np.array([1, 1, 0, 0, 0, 1], bool)
-    ours = summary.stratified_bootstrap(correct, ["t"] * 6, observed=observed, n_resamples=300)
-    ref = metrics.two_level_bootstrap(correct, observed=observed, n_resamples=300)
-    for name in ("observed", "unobserved", "gap"):
-        assert np.array_equal(ours[name].distribution, ref[name].distribution), name
-        assert (ours[name].low, ours[name].high) == (ref[name].low, ref[name].high)
-
-
-def test_stratified_bootstrap_keeps_task_difficulty_out_of_the_gap():
-    """Task a: every template right; task b: every template wrong. Each group has
-    one template per task, so the gap is exactly 0 in every resample, while
-    resampling templates across tasks would swing it between -1 and +1."""
-    from jaxrobust.analysis import metrics
-    from jaxrobust.study import summary
-
-    correct = np.array([[1.0] * 10, [0.0] * 10, [1.0] * 10, [0.0] * 10])
-    strata = ["a", "b", "a", "b"]
-    observed = np.array([True, True, False, False])
-    ours = summary.stratified_bootstrap(correct, strata, observed=observed, n_resamples=200)
-    assert ours["observed"].estimate == ours["unobserved"].estimate == 0.5
-    assert (ours["gap"].low, ours["gap"].estimate, ours["gap"].high) == (0.0, 0.0, 0.0)
-    pooled = metrics.two_level_bootstrap(correct, observed=observed, n_resamples=200)
-    assert pooled["gap"].high - pooled["gap"].low >= 1.0

@@ -1,12 +1,9 @@
-"""Metrics for instruction robustness: accuracy, relation-extraction F1,
-statistics over instruction templates, and the representation-distance
-analysis. Pure numpy/scipy; the SemEval-2010 Task 8 official scorer is in
-`semeval_scorer.py`.
+"""Point metrics for instruction robustness: relation-extraction F1, spread over
+templates, the observed-vs-unobserved drop, agreement between templates, and the
+representation-distance analysis. Pure numpy/scipy; resampling statistics are
+in `stats.py`, the SemEval-2010 Task 8 official scorer in `semeval_scorer.py`.
 
-Shapes: K templates, N examples, M models, D representation width. A
-correctness matrix `correct[K, N]` holds 1 where template k's prediction on
-example n is right (bool or 0/1; floats in [0, 1] are accepted where noted).
-Every template is evaluated on the same N examples.
+Shapes: K templates, N examples, M models, D representation width.
 
 Conventions, chosen once for the whole module:
 - Scores are fractions in [0, 1] (the SemEval scorer alone uses percent).
@@ -15,44 +12,21 @@ Conventions, chosen once for the whole module:
   deviation of one template).
 - Standard deviations over templates use ddof=1 (templates are a sample of
   possible wordings); pass `ddof=0` for the population value.
-- Randomness comes from `np.random.default_rng(seed)`; equal seeds give
-  identical results.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import string
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy import stats
 
-INVALID = "invalid"  # The label for an answer that maps to no label.
-
-# The negative ("no relation") label of each relation-extraction data set.
-RE_NEGATIVE_LABELS: dict[str, str | None] = {
-    "tacred": "no_relation",
-    "tacrev": "no_relation",
-    "retacred": "no_relation",
-    "semeval2010_task8": "Other",
-    "fewrel": None,
-}
+INVALID_LABEL = "invalid"  # The predicted label of an answer that names no option.
 
 
-def _matrix(correct, name: str = "correct") -> np.ndarray:
-    """Validates a [K, N] correctness matrix and returns it as float64."""
-    c = np.asarray(correct, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty [templates, examples] matrix, got {c.shape}")
-    if not np.all((c >= 0) & (c <= 1)):
-        raise ValueError(f"{name} must hold values in [0, 1]")
-    return c
-
-
-def _mask(observed, k: int) -> np.ndarray:
+def observed_mask(observed, k: int) -> np.ndarray:
     """Validates an observed-template mask [K] with both groups non-empty."""
     m = np.asarray(observed)
     if m.shape != (k,) or m.dtype != bool:
@@ -65,59 +39,55 @@ def _mask(observed, k: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# Accuracy
+# Relation extraction
 # ----------------------------------------------------------------------------
 
 
-def accuracy(predictions: Sequence, targets: Sequence) -> float:
-    """Share of predictions equal to their target.
+def re_outcomes(
+    predictions: Sequence[str], targets: Sequence[str], negative_labels: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-example true positives, false positives and false negatives, `[N]` each (0/1).
+
+    Per example with gold g, prediction p and negative label o (None: every
+    relation is positive):
+      - p == g, g != o: one TP.
+      - g != o, p != g: one FN; and one FP too when p != o (a wrong relation or
+        an invalid answer).
+      - g == o, p != o: one FP.
+      - g == o, p == o: nothing.
+    So an invalid answer is a false positive wherever it appears, exactly like a
+    wrong relation. Summed and passed to `f1_from_counts`, this is micro-F1 over
+    the positive relations: sklearn's `f1_score(average='micro')` with `labels`
+    the positive relations plus the invalid label (without invalid answers, the
+    usual TACRED score with `labels` the positive relations).
 
     Args:
       predictions: [N] predicted labels.
       targets: [N] gold labels.
+      negative_labels: [N] each example's negative ("no relation") label, or None.
     """
-    p, t = np.asarray(predictions, dtype=object), np.asarray(targets, dtype=object)
-    if p.shape != t.shape or p.ndim != 1 or p.size == 0:
-        raise ValueError(f"need two non-empty [N] sequences, got {p.shape} and {t.shape}")
-    return float(np.mean(p == t))
+    p, t, o = list(predictions), list(targets), list(negative_labels)
+    if not len(p) == len(t) == len(o):
+        raise ValueError(f"need equal lengths, got {len(p)}, {len(t)}, {len(o)}")
+    positive = np.array([g != n for g, n in zip(t, o, strict=True)], bool)
+    right = np.array([a == g for a, g in zip(p, t, strict=True)], bool)
+    predicted_negative = np.array([a == n for a, n in zip(p, o, strict=True)], bool)
+    tp = right & positive
+    fn = positive & ~right
+    fp = ~right & ~predicted_negative
+    return tp.astype(np.float64), fp.astype(np.float64), fn.astype(np.float64)
 
 
-@dataclasses.dataclass(frozen=True)
-class AccuracySummary:
-    per_task: dict[str, float]  # Accuracy of each task.
-    n_examples: dict[str, int]  # Examples per task.
-    macro: float  # Mean of the per-task accuracies (each task weighs the same).
-    pooled: float  # Correct over all examples (each example weighs the same).
+def f1_from_counts(tp, fp, fn):
+    """Micro-F1 2TP / (2TP + FP + FN), 0 where TP = 0; elementwise on arrays of counts.
 
-
-def task_accuracies(correct_by_task: Mapping[str, Sequence]) -> AccuracySummary:
-    """Macro and pooled accuracy over tasks (MMLU is reported both ways).
-
-    Args:
-      correct_by_task: task name -> [N_task] correctness (bool or 0/1).
+    The one F1 formula of the package: `re_micro_f1`, the record scoring
+    (`scoring.py`) and the bootstrap statistic (`stats.MICRO_F1`) all call it.
     """
-    if not correct_by_task:
-        raise ValueError("no tasks given")
-    per_task, sizes, total = {}, {}, 0.0
-    for task, c in correct_by_task.items():
-        c = np.asarray(c, dtype=np.float64)
-        if c.ndim != 1 or c.size == 0:
-            raise ValueError(
-                f"task {task!r}: need a non-empty [N] correctness vector, got {c.shape}"
-            )
-        per_task[task], sizes[task] = float(c.mean()), int(c.size)
-        total += c.sum()
-    return AccuracySummary(
-        per_task=per_task,
-        n_examples=sizes,
-        macro=float(np.mean(list(per_task.values()))),
-        pooled=float(total / sum(sizes.values())),
-    )
-
-
-# ----------------------------------------------------------------------------
-# Relation extraction
-# ----------------------------------------------------------------------------
+    tp, fp, fn = (np.asarray(x, np.float64) for x in (tp, fp, fn))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return f1 if f1.ndim else float(f1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +97,7 @@ class PRF:
     fn: int
     precision: float  # tp / (tp + fp); 0 when tp + fp = 0.
     recall: float  # tp / (tp + fn); 0 when tp + fn = 0.
-    f1: float  # 2PR / (P + R); 0 when P + R = 0.
+    f1: float  # `f1_from_counts`: 2tp / (2tp + fp + fn); 0 when tp = 0.
 
 
 def re_micro_f1(
@@ -136,25 +106,15 @@ def re_micro_f1(
     *,
     positive_labels: Iterable[str],
     negative_label: str | None,
-    invalid_label: str = INVALID,
+    invalid_label: str = INVALID_LABEL,
 ) -> PRF:
-    """Micro P/R/F1 over the positive relations, invalid answers counted as errors.
+    """Micro P/R/F1 over the positive relations (`re_outcomes`), with the labels checked.
 
-    Per example with gold g and prediction p:
-      - p == g, g positive: one TP.
-      - g positive, p != g: one FN; and one FP too when p is positive or invalid.
-      - g negative, p positive or invalid: one FP.
-      - g negative, p negative: nothing.
-    So an invalid answer is a false positive wherever it appears, exactly like a
-    wrong relation; this equals sklearn's micro average with
-    `labels=positive_labels + [invalid_label]`, and with no invalid answers the
-    usual TACRED score (`labels=positive_labels`). With `negative_label=None`
-    (every example has a relation) and no invalid answers, P = R = accuracy.
+    With `negative_label=None` (every example has a relation) and no invalid
+    answers, P = R = accuracy.
 
     Args:
-      predictions: [N] predicted labels, each positive, negative or invalid;
-        map free-form answers (and multiple-choice letters, `choices_to_labels`)
-        to these first.
+      predictions: [N] predicted labels, each positive, negative or invalid.
       targets: [N] gold labels, each positive or negative.
       positive_labels: the relations scored.
       negative_label: `no_relation` (TACRED family), `Other` (SemEval), or None.
@@ -175,47 +135,15 @@ def re_micro_f1(
     bad_t = sorted({x for x in t if x not in positive and x != negative_label})
     if bad_p or bad_t:
         raise ValueError(f"unknown predicted labels {bad_p[:5]} / gold labels {bad_t[:5]}")
-    tp = fp = fn = 0
-    for pred, gold in zip(p, t, strict=True):
-        if pred == gold and gold in positive:
-            tp += 1
-            continue
-        if gold in positive:
-            fn += 1
-        if pred != gold and pred != negative_label:
-            fp += 1
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return PRF(tp, fp, fn, precision, recall, f1)
-
-
-def choices_to_labels(
-    letters: Sequence[str],
-    options: Sequence[Sequence[str]],
-    *,
-    alphabet: str = string.ascii_uppercase,
-    invalid_label: str = INVALID,
-) -> list[str]:
-    """Maps multiple-choice answers back to relation labels.
-
-    Args:
-      letters: [N] answered letters (surrounding spaces, case and a trailing
-        '.' or ')' are ignored).
-      options: [N] the labels offered, in letter order, for each example.
-      alphabet: the option letters, in order.
-
-    Returns:
-      [N] labels; `invalid_label` where the answer is no offered letter.
-    """
-    if len(letters) != len(options):
-        raise ValueError(f"{len(letters)} answers but {len(options)} option lists")
-    out = []
-    for answer, offered in zip(letters, options, strict=True):
-        a = answer.strip().rstrip(".)").upper()
-        i = alphabet.find(a) if len(a) == 1 else -1
-        out.append(offered[i] if 0 <= i < len(offered) else invalid_label)
-    return out
+    tp, fp, fn = (int(x.sum()) for x in re_outcomes(p, t, [negative_label] * len(p)))
+    return PRF(
+        tp,
+        fp,
+        fn,
+        precision=tp / (tp + fp) if tp + fp else 0.0,
+        recall=tp / (tp + fn) if tp + fn else 0.0,
+        f1=f1_from_counts(tp, fp, fn),
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -228,30 +156,21 @@ class SpreadStats:
     n_templates: int
     mean: float
     std: float  # With `ddof`; NaN when n_templates <= ddof.
-    ddof: int
     min: float
     max: float
-    spread: float  # max - min.
-    quantiles: dict[float, float]  # q -> np.quantile(scores, q) (linear interpolation).
 
 
-def spread_stats(
-    scores: Sequence[float], *, ddof: int = 1, quantiles: Sequence[float] = (0.25, 0.5, 0.75)
-) -> SpreadStats:
-    """Summary of per-template scores [K] (one model, one task)."""
+def spread_stats(scores: Sequence[float], *, ddof: int = 1) -> SpreadStats:
+    """Mean, standard deviation, min and max of per-template scores [K] (one model, one task)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)):
         raise ValueError(f"need a non-empty [K] vector of finite scores, got {s.shape}")
-    std = float(np.std(s, ddof=ddof)) if s.size > ddof else float("nan")
     return SpreadStats(
         n_templates=int(s.size),
         mean=float(s.mean()),
-        std=std,
-        ddof=ddof,
+        std=float(np.std(s, ddof=ddof)) if s.size > ddof else float("nan"),
         min=float(s.min()),
         max=float(s.max()),
-        spread=float(s.max() - s.min()),
-        quantiles={float(q): float(np.quantile(s, q)) for q in quantiles},
     )
 
 
@@ -261,16 +180,13 @@ class ObservedGap:
     unobserved_mean: float  # Mean score of novel templates.
     gap: float  # observed_mean - unobserved_mean (positive: novel wordings hurt).
     drop_rate: float  # gap / observed_mean; NaN when observed_mean == 0.
-    template_drop_rate: np.ndarray  # [K] (observed_mean - score_k) / observed_mean; NaN likewise.
 
 
 def observed_gap(scores: Sequence[float], observed: Sequence[bool]) -> ObservedGap:
     """Observed vs unobserved templates: means, gap and performance drop rate.
 
     The drop rate is PromptBench's performance drop rate, 1 - unobserved /
-    observed, with the observed templates' mean as the reference; per template
-    it is the relative drop of that template from the observed mean (negative
-    for templates that beat it).
+    observed, with the observed templates' mean as the reference.
 
     Args:
       scores: [K] per-template scores.
@@ -279,16 +195,13 @@ def observed_gap(scores: Sequence[float], observed: Sequence[bool]) -> ObservedG
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ValueError(f"need a non-empty [K] score vector, got {s.shape}")
-    m = _mask(observed, s.size)
+    m = observed_mask(observed, s.size)
     obs, unobs = float(s[m].mean()), float(s[~m].mean())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_template = (obs - s) / obs if obs != 0 else np.full_like(s, np.nan)
     return ObservedGap(
         observed_mean=obs,
         unobserved_mean=unobs,
         gap=obs - unobs,
         drop_rate=(obs - unobs) / obs if obs != 0 else float("nan"),
-        template_drop_rate=per_template,
     )
 
 
@@ -365,146 +278,6 @@ def mean_kendall_tau(scores) -> float:
     return float(upper.mean()) if upper.size else float("nan")
 
 
-@dataclasses.dataclass(frozen=True)
-class BootstrapCI:
-    estimate: float  # The statistic on the data as given.
-    low: float
-    high: float
-    distribution: np.ndarray  # [B] the statistic on each resample.
-
-
-def draw_counts(draws: np.ndarray, n: int, chunk: int = 256):
-    """How often each example was drawn, in chunks of resamples.
-
-    Args:
-      draws: `[B, N]` example indices of B bootstrap resamples.
-      n: the number of examples N.
-
-    Yields:
-      (start, counts `[b, N]`) for resamples `start:start + b`; chunks bound the
-      memory of the count matrix.
-    """
-    for start in range(0, len(draws), chunk):
-        d = draws[start : start + chunk]
-        offsets = (np.arange(len(d)) * n)[:, None]
-        yield start, np.bincount((d + offsets).ravel(), minlength=len(d) * n).reshape(len(d), n)
-
-
-def two_level_bootstrap(
-    correct,
-    *,
-    observed: Sequence[bool] | None = None,
-    n_resamples: int = 1000,
-    confidence_level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, BootstrapCI]:
-    """Percentile bootstrap CIs resampling both examples and templates.
-
-    Resample b draws N example indices and K template indices, each with
-    replacement (templates within the observed and unobserved groups
-    separately when `observed` is given), and recomputes the mean score:
-    mean over the drawn templates of each template's mean over the drawn
-    examples. The example draws come first, as one `rng.integers(0, N, (B, N))`
-    call, which is the call scipy.stats.bootstrap makes; so with one template
-    (every template draw is 0) the distribution and interval equal
-    `scipy.stats.bootstrap((correct[0],), np.mean, n_resamples=B,
-    method='percentile', rng=np.random.default_rng(seed))` exactly for 0/1 data
-    (sums of 0/1 values are exact in any order; for fractional data they agree
-    to rounding). Memory: B x N int64 for the draws.
-
-    Args:
-      correct: [K, N] correctness (0/1, or scores in [0, 1]).
-      observed: optional [K] mask of observed templates.
-      n_resamples: B.
-      confidence_level: the interval is the (1-c)/2 and 1-(1-c)/2 quantiles.
-      seed: for `np.random.default_rng`.
-
-    Returns:
-      {'mean': ...}, plus 'observed', 'unobserved' and 'gap' (observed -
-      unobserved) when `observed` is given.
-    """
-    c = _matrix(correct)
-    k, n = c.shape
-    if n_resamples < 1 or not 0 < confidence_level < 1:
-        raise ValueError("need n_resamples >= 1 and 0 < confidence_level < 1")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (n_resamples, n))  # [B, N] example draws.
-    acc = np.empty((n_resamples, k))  # [B, K] each template's mean over the drawn examples.
-    for start, counts in draw_counts(draws, n):
-        acc[start : start + len(counts)] = (counts @ c.T) / n
-
-    def resample_templates(columns: np.ndarray) -> np.ndarray:
-        picks = rng.integers(0, columns.size, (n_resamples, columns.size))
-        return np.take_along_axis(acc[:, columns], picks, axis=1)  # [B, K_group]
-
-    groups = {"mean": np.arange(k)}
-    if observed is not None:
-        m = _mask(observed, k)
-        groups = {"observed": np.flatnonzero(m), "unobserved": np.flatnonzero(~m)}
-    drawn = {name: resample_templates(cols) for name, cols in groups.items()}
-    dists = {name: d.mean(axis=1) for name, d in drawn.items()}
-    points = {name: float(c[cols].mean(axis=1).mean()) for name, cols in groups.items()}
-    if observed is not None:
-        dists["mean"] = np.concatenate(list(drawn.values()), axis=1).mean(axis=1)
-        dists["gap"] = dists["observed"] - dists["unobserved"]
-        points["mean"] = float(c.mean(axis=1).mean())
-        points["gap"] = points["observed"] - points["unobserved"]
-    alpha = (1 - confidence_level) / 2
-    out = {}
-    for name, dist in dists.items():
-        low, high = stats.quantile(dist, np.asarray([alpha, 1 - alpha]))
-        out[name] = BootstrapCI(points[name], float(low), float(high), dist)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class PairedTest:
-    mean_difference: float  # Mean over examples of (observed - unobserved) mean correctness.
-    p_value: float  # Two-sided.
-    n_examples: int
-    exact: bool  # True: all sign patterns enumerated; False: Monte Carlo.
-
-
-def paired_permutation_test(
-    correct, observed: Sequence[bool], *, n_resamples: int = 10000, seed: int = 0
-) -> PairedTest:
-    """Paired sign-flip permutation test, observed vs unobserved templates.
-
-    Per example n, d_n = (mean correctness over observed templates) - (mean
-    over unobserved templates). Under the null the sign of each d_n is a fair
-    coin; the statistic is mean(d), two-sided. When 2^(nonzero d_n) <=
-    n_resamples every sign pattern is enumerated and p = #{|T*| >= |T|} / 2^n
-    (equal to scipy.stats.permutation_test with one sample and
-    `permutation_type='samples'`); otherwise p = (1 + #{|T*| >= |T|}) / (1 + B)
-    over B seeded random sign patterns, which is never 0.
-
-    Args:
-      correct: [K, N] correctness.
-      observed: [K] mask of observed templates (both groups non-empty).
-    """
-    c = _matrix(correct)
-    m = _mask(observed, c.shape[0])
-    n_o, n_u = int(m.sum()), int((~m).sum())
-    # Scaled by n_o * n_u: integers for 0/1 data, so the comparisons below are exact.
-    d = n_u * c[m].sum(axis=0) - n_o * c[~m].sum(axis=0)  # [N]
-    mean_difference = float(d.mean() / (n_o * n_u))
-    d = d[d != 0]  # A zero keeps its value under either sign.
-    t_obs = abs(d.sum())
-    tol = 1e-12 * np.abs(d).sum()
-    if d.size == 0:
-        return PairedTest(mean_difference, 1.0, c.shape[1], True)
-    if 2**d.size <= n_resamples:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
-        hits = np.sum(np.abs(signs @ d) >= t_obs - tol)
-        return PairedTest(mean_difference, float(hits / len(signs)), c.shape[1], True)
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for start in range(0, n_resamples, 256):
-        signs = rng.integers(0, 2, (min(256, n_resamples - start), d.size)) * 2.0 - 1.0
-        hits += int(np.sum(np.abs(signs @ d) >= t_obs - tol))
-    return PairedTest(mean_difference, (1 + hits) / (1 + n_resamples), c.shape[1], False)
-
-
 # ----------------------------------------------------------------------------
 # Representation analysis
 # ----------------------------------------------------------------------------
@@ -542,7 +315,7 @@ def representation_drift(
     s = np.asarray(scores, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != s.shape[0] or x.shape[1] == 0 or s.ndim != 1:
         raise ValueError(f"need pooled [K, D] and scores [K], got {x.shape} and {s.shape}")
-    m = _mask(observed, s.size)
+    m = observed_mask(observed, s.size)
     if over not in ("unobserved", "all"):
         raise ValueError(f"over must be 'unobserved' or 'all', got {over!r}")
     centroid = x[m].mean(axis=0)

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 from etils import epath
 
-from jaxrobust.analysis.metrics import INVALID as INVALID_LABEL
+from jaxrobust.analysis.metrics import INVALID_LABEL
 from jaxrobust.parallel import distributed
 from jaxrobust.storage import files, records
 

@@ -253,6 +253,8 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
         pathlib.Path(report_dir),
         MODEL_LABELS,
         baseline="tuned",
+        tasks=builtin.TASKS,
+        role=builtin.role,
         n_resamples=opts.n_resamples,
         seed=opts.seed,
     )

@@ -1,14 +1,17 @@
 """The built-in study's summary: accuracy by template role, the gap, and what alignment did.
 
-Reads the study's record files (`jaxrobust.storage.records`, written by
-`jaxrobust.evaluation`) and writes ``study.md``, ``study.json`` and
-``study.png`` into the report folder.
+Reads the study's record files through `jaxrobust.analysis.scoring` (the
+report's reader and scorer) and writes ``study.md``, ``study.json`` and
+``study.png`` into the report folder. It imports neither JAX nor the task
+registry: the caller (`study.pipeline`) passes the study's tasks and the
+template-role rule (`jaxrobust.tasks.builtin.TASKS` and `.role`).
 
 Unit of analysis. The four world tasks ask about the same test passages, so
 an *example* is a passage and a template of any task is a row of one
 correctness matrix `[K templates, N passages]` per model. Every interval is a two-level
 percentile bootstrap (passages, and templates within each task and role,
-resampled; seeded; `stratified_bootstrap`):
+resampled; seeded; `jaxrobust.analysis.stats.bootstrap` with the tasks as
+strata):
 
 * a role's accuracy: the mean over tasks of the mean over the task's
   templates of that role of each template's accuracy (rank classification;
@@ -24,51 +27,54 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
-from jaxrobust.analysis import metrics
-from jaxrobust.storage import files, records
-from jaxrobust.tasks import builtin
+from jaxrobust.analysis import plots, scoring, stats
+from jaxrobust.storage import files
 
 ROLES = ("observed", "paraphrase", "heldout")
 ROLE_NAMES = {"observed": "observed", "paraphrase": "paraphrase", "heldout": "held-out"}
 COLORS = ("tab:gray", "tab:blue", "tab:green", "tab:orange")
 
+# The study's vocabulary, passed in by the caller (`jaxrobust.tasks.builtin`):
+Tasks = Mapping[str, tuple[str, str]]  # task -> (data set, format), in table order.
+Role = Callable[[str], str]  # template id -> 'observed', 'paraphrase' or 'heldout'.
 
-def load(eval_dir: str | pathlib.Path, model: str) -> dict[str, dict[str, bool]]:
+
+def load(eval_dir: str | pathlib.Path, model: str, tasks: Tasks) -> dict[str, dict[str, bool]]:
     """template id -> passage id -> correct, for one model's world record files."""
-    return _load(eval_dir, model)[0]
+    return _load(eval_dir, model, tasks)[0]
 
 
-def chance(eval_dir: str | pathlib.Path, model: str) -> float:
+def chance(eval_dir: str | pathlib.Path, model: str, tasks: Tasks) -> float:
     """Accuracy of a uniform random guess, averaged like the scores (1 / #options)."""
-    return float(np.mean(list(_load(eval_dir, model)[1].values())))
+    return float(np.mean(list(_load(eval_dir, model, tasks)[1].values())))
 
 
-def _load(eval_dir, model) -> tuple[dict[str, dict[str, bool]], dict[str, float]]:
-    root = pathlib.Path(eval_dir) / records.RECORDS_DIR / model
+def _load(eval_dir, model, tasks: Tasks) -> tuple[dict[str, dict[str, bool]], dict[str, float]]:
+    datasets = {d for d, _ in tasks.values()}
     out: dict[str, dict[str, bool]] = {}
     guess: dict[str, float] = {}
-    for path in sorted(root.glob("jr__world_*.jsonl")):
-        f = records.read_records(path)
-        if f.header["dataset"] not in {d for d, _ in builtin.TASKS.values()}:
+    for f in scoring.read_model(eval_dir, model, "jr__world_*.jsonl"):
+        if f.header["dataset"] not in datasets:
             continue
+        o = scoring.outcomes(f)
         # Example ids are '<task>-<split>-<i>'; the passage is '<split>-<i>'.
         out[f.header["template_id"]] = {
-            r["example_id"].split("-", 1)[1]: bool(r["correct"]) for r in f.records
+            i.split("-", 1)[1]: bool(c) for (_, i), c in zip(o.example_ids, o.correct, strict=True)
         }
         guess[f.header["template_id"]] = float(np.mean([1 / len(r["options"]) for r in f.records]))
     if not out:
+        root = pathlib.Path(eval_dir) / "records" / model
         raise FileNotFoundError(f"{root}: no record files of the world tasks")
     return out, guess
 
 
-def matrix(by_template: dict[str, dict[str, bool]]) -> tuple[list[str], np.ndarray]:
+def matrix(by_template: dict[str, dict[str, bool]], role: Role) -> tuple[list[str], np.ndarray]:
     """(template ids, `[K, N]` correctness) over the passages every template has."""
-    tids = sorted(by_template, key=lambda t: (builtin.role(t), t))
+    tids = sorted(by_template, key=lambda t: (role(t), t))
     common = set.intersection(*(set(v) for v in by_template.values()))
     passages = sorted(common, key=lambda p: (p.split("-")[0], int(p.split("-")[1])))
     if not passages:
@@ -76,74 +82,7 @@ def matrix(by_template: dict[str, dict[str, bool]]) -> tuple[list[str], np.ndarr
     return tids, np.array([[by_template[t][p] for p in passages] for t in tids], np.float64)
 
 
-def stratified_bootstrap(
-    correct: np.ndarray,
-    strata: Sequence[str],
-    *,
-    observed: Sequence[bool] | None = None,
-    n_resamples: int = 1000,
-    confidence_level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, metrics.BootstrapCI]:
-    """`metrics.two_level_bootstrap` with templates resampled within (task, group).
-
-    The tasks differ in difficulty (chance is 1/6 for ``rel``, 1/2 for ``yn``),
-    so resampling templates across tasks would let a draw of four ``yn``
-    templates stand for "observed" and swamp the gap with task variance. Here a
-    group's score is the mean over tasks of the mean over that task's drawn
-    templates; passages are drawn once per resample, shared by every template.
-    The draws are made in `two_level_bootstrap`'s order (passages, then the
-    templates of each group and task), so with one task the result is exactly
-    `metrics.two_level_bootstrap` on the same arguments (tested).
-
-    Args:
-      correct: `[K, N]` correctness (0/1 or in [0, 1]).
-      strata: `[K]` task of each template.
-      observed: optional `[K]` mask splitting the templates into 'observed' and
-        'unobserved' (the gap is observed minus unobserved).
-
-    Returns:
-      'mean', plus 'observed', 'unobserved' and 'gap' when `observed` is given.
-    """
-    c = np.asarray(correct, np.float64)
-    strata = np.asarray(strata)
-    k, n = c.shape
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (n_resamples, n))
-    acc = np.empty((n_resamples, k))
-    for start, counts in metrics.draw_counts(draws, n):
-        acc[start : start + len(counts)] = (counts @ c.T) / n
-    groups = {"mean": np.ones(k, bool)}
-    if observed is not None:
-        m = np.asarray(observed, bool)
-        groups = {"observed": m, "unobserved": ~m}
-    tasks = list(dict.fromkeys(strata.tolist()))
-    dists, points = {}, {}
-    for g, member in groups.items():
-        per_task_d, per_task_p = [], []
-        for t in tasks:
-            cols = np.flatnonzero(member & (strata == t))
-            if not cols.size:
-                continue
-            picks = rng.integers(0, cols.size, (n_resamples, cols.size))
-            per_task_d.append(np.take_along_axis(acc[:, cols], picks, axis=1).mean(axis=1))
-            per_task_p.append(c[cols].mean(axis=1).mean())
-        dists[g] = np.mean(per_task_d, axis=0)
-        points[g] = float(np.mean(per_task_p))
-    if observed is not None:
-        dists["gap"] = dists["observed"] - dists["unobserved"]
-        points["gap"] = points["observed"] - points["unobserved"]
-    alpha = (1 - confidence_level) / 2
-    # scipy's quantile, as `two_level_bootstrap` takes it (np.quantile can differ by an ulp).
-    return {
-        name: metrics.BootstrapCI(
-            points[name], *map(float, stats.quantile(dist, np.asarray([alpha, 1 - alpha]))), dist
-        )
-        for name, dist in dists.items()
-    }
-
-
-def _ci(c: metrics.BootstrapCI, scale=lambda x: x) -> dict:
+def _ci(c: stats.BootstrapCI, scale=lambda x: x) -> dict:
     return {"estimate": scale(c.estimate), "low": scale(c.low), "high": scale(c.high)}
 
 
@@ -152,21 +91,28 @@ def analyse(
     models: Sequence[str],
     *,
     baseline: str,
+    tasks: Tasks,
+    role: Role,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """Per model: accuracy by role (and by task and role), gap, effect vs `baseline`."""
-    data = {m: matrix(load(eval_dir, m)) for m in models}
+    """Per model: accuracy by role (and by task and role), gap, effect vs `baseline`.
+
+    Args:
+      tasks: the study's tasks in table order, task -> (data set, format).
+      role: a template id's role.
+    """
+    data = {m: matrix(load(eval_dir, m, tasks), role) for m in models}
     tids, base = data[baseline]
-    roles = np.array([builtin.role(t) for t in tids])
-    tasks = np.array([t.split("_")[0] for t in tids])
-    present = [t for t in builtin.TASKS if t in set(tasks)]
+    roles = np.array([role(t) for t in tids])
+    strata = np.array([t.split("_")[0] for t in tids])  # The task of each template.
+    present = [t for t in tasks if t in set(strata)]
     out: dict = {
         "models": {},
         "templates": tids,
         "tasks": present,
         "n_passages": int(base.shape[1]),
-        "chance": chance(eval_dir, baseline),
+        "chance": chance(eval_dir, baseline, tasks),
     }
     boot = {"n_resamples": n_resamples, "seed": seed}
     for m in models:
@@ -176,18 +122,18 @@ def analyse(
         row: dict = {"per_template": dict(zip(tids, map(float, c.mean(1)), strict=True))}
         for r in ROLES:
             sel = roles == r
-            row[r] = _ci(stratified_bootstrap(c[sel], tasks[sel], **boot)["mean"])
-            row[f"{r}_by_task"] = {t: float(c[sel & (tasks == t)].mean()) for t in present}
+            row[r] = _ci(stats.bootstrap(c[sel], strata=strata[sel], **boot)["mean"])
+            row[f"{r}_by_task"] = {t: float(c[sel & (strata == t)].mean()) for t in present}
         both = np.isin(roles, ("observed", "heldout"))
         obs = roles[both] == "observed"
-        gap = stratified_bootstrap(c[both], tasks[both], observed=obs, **boot)
+        gap = stats.bootstrap(c[both], strata=strata[both], observed=obs, **boot)
         row["gap"] = _ci(gap["gap"])
-        row["gap_p"] = metrics.paired_permutation_test(c[both], obs, seed=seed).p_value
+        row["gap_p"] = stats.paired_permutation_test(c[both], obs, seed=seed).p_value
         if m != baseline:
             for r in ("paraphrase", "heldout"):
                 sel = roles == r
                 diff = (c[sel] - base[sel] + 1) / 2
-                ci = stratified_bootstrap(diff, tasks[sel], **boot)["mean"]
+                ci = stats.bootstrap(diff, strata=strata[sel], **boot)["mean"]
                 row[f"effect_{r}"] = _ci(ci, lambda x: 2 * x - 1)
         out["models"][m] = row
     return out
@@ -230,15 +176,11 @@ def markdown(result: dict, labels: dict[str, str], baseline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, labels: dict[str, str], path: pathlib.Path) -> None:
+def plot(result: dict, labels: dict[str, str], path: pathlib.Path, role: Role) -> None:
     """Bars: each model's accuracy per role with its CI; dots: the templates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     models = list(result["models"])
-    roles = [builtin.role(t) for t in result["templates"]]
+    roles = [role(t) for t in result["templates"]]
     width = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for i, m in enumerate(models):
@@ -264,8 +206,7 @@ def plot(result: dict, labels: dict[str, str], path: pathlib.Path) -> None:
     ax.set_title("Built-in study: accuracy by instruction template role (95% CI)", fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+    plots.save(fig, path)
 
 
 def write(
@@ -274,14 +215,17 @@ def write(
     labels: dict[str, str],
     *,
     baseline: str,
+    tasks: Tasks,
+    role: Role,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """Writes study.md, study.json and study.png; returns the analysis."""
+    """Writes study.md, study.json and study.png; returns the analysis (`analyse`)."""
     out = pathlib.Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = analyse(eval_dir, list(labels), baseline=baseline, n_resamples=n_resamples, seed=seed)
+    boot = {"n_resamples": n_resamples, "seed": seed}
+    result = analyse(eval_dir, list(labels), baseline=baseline, tasks=tasks, role=role, **boot)
     files.write_atomic(out / "study.md", markdown(result, labels, baseline))
     files.write_atomic(out / "study.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
-    plot(result, labels, out / "study.png")
+    plot(result, labels, out / "study.png", role)
     return result
