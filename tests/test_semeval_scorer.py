@@ -161,3 +161,13 @@ def test_degenerate_inputs_raise():
         semeval_scorer.score({"1": "invalid"}, key)
     with pytest.raises(ValueError, match="not in the key"):
         semeval_scorer.score({"3": "Other"}, key)
+
+
+def test_task_labels_are_the_scorers():
+    """tasks/relation_schemas.py names the relations itself (the tasks do not import the
+    scorer); they must be the scorer's, in its order, and give its 19 labels."""
+    from jaxrobust.tasks import relation_schemas
+
+    assert relation_schemas.SEMEVAL_RELATIONS == semeval_scorer.RELATIONS
+    assert sorted(relation_schemas.SEMEVAL_LABELS) == sorted(semeval_scorer.LABELS)
+    assert len(set(relation_schemas.SEMEVAL_LABELS)) == 19
