@@ -179,20 +179,75 @@ def test_compilations_stay_within_buckets(tiny):
         option_len_buckets=(8, 16),
     )
     rng = np.random.RandomState(0)
-    for _ in range(2):  # A second evaluation with new lengths compiles nothing new
-        n = 37
-        inputs = ["w" * rng.randint(1, 120) for _ in range(n)]
-        options = [["o" * rng.randint(1, 15) for _ in range(rng.randint(1, 8))] for _ in range(n)]
+    n = 37
+    lengths = [rng.randint(1, 120) for _ in range(n)]
+    option_lengths = [[rng.randint(1, 15) for _ in range(rng.randint(1, 8))] for _ in range(n)]
+
+    def evaluate(char, order):
+        inputs = [char * lengths[i] for i in order]
+        options = [[char.upper() * k for k in option_lengths[i]] for i in order]
         res = eng.rank_classify(inputs, options)
         assert [len(r.scores) for r in res] == [len(o) for o in options]  # Input order.
         eng.pooled_encoder_states(inputs)
         eng.generate(inputs[:9], 4)
+        return inputs, options, res
+
+    evaluate("w", range(n))
+    first = dict(eng.trace_counts)
     # 3 input x 3 option-count x 2 option-length buckets at most; 3 for the others.
-    assert 1 < eng.trace_counts["standard"] <= 3 * 3 * 2
-    assert eng.trace_counts["pool"] <= 3 and eng.trace_counts["generate_4"] <= 3
+    assert 1 < first["standard"] <= 3 * 3 * 2
+    assert first["pool"] <= 3 and first["generate_4"] <= 3
+    # A second evaluation (other texts, the sizes in another order) compiles nothing new.
+    inputs, options, res = evaluate("v", rng.permutation(n))
+    assert eng.trace_counts == first
     # Input order: the same example alone gets the same scores.
     alone = eng.rank_classify([inputs[5]], [options[5]])[0]
     np.testing.assert_allclose(alone.scores, res[5].scores, **SELF_TOL)
+
+
+class _BakedPromptAdapter(inference.T5Adapter):
+    """The engine's former soft-prompt path: the prompt a constant of the jitted scorer."""
+
+    def __init__(self, config, tokenizer, prompt):
+        super().__init__(config, tokenizer)
+        self.prompt = prompt
+
+    def functions(self):
+        constant = jax.numpy.asarray(self.prompt)
+        return {
+            "standard": lambda p, b: inference.option_log_likelihoods(self.config, p, b, constant)
+        }
+
+
+def test_soft_prompt_is_an_argument_of_the_compiled_scorer(tiny):
+    _, config, params = tiny
+    eng = _engine(config, params)
+    prompts = [
+        np.asarray(jax.random.normal(jax.random.PRNGKey(k), (3, config.emb_dim)), np.float32)
+        for k in range(2)
+    ]
+    first = eng.rank_classify(INPUTS, OPTIONS, prefix_embeddings=prompts[0])
+    traces = dict(eng.trace_counts)
+    assert set(traces) == {"standard+prompt"} and traces["standard+prompt"] >= 1
+    # A second prompt of the same shape compiles nothing new ...
+    second = eng.rank_classify(INPUTS, OPTIONS, prefix_embeddings=prompts[1])
+    assert eng.trace_counts == traces
+    # ... and no prompt at all is a program of its own.
+    plain = eng.rank_classify(INPUTS, OPTIONS)
+    assert eng.trace_counts["standard+prompt"] == traces["standard+prompt"]
+    assert eng.trace_counts["standard"] >= 1
+    for results, prompt in zip((first, second), prompts, strict=True):
+        baked = _engine(config, params)
+        baked.adapter = _BakedPromptAdapter(config, TOK, prompt)
+        ref = baked.rank_classify(INPUTS, OPTIONS)
+        for r, c, p in zip(results, ref, plain, strict=True):
+            assert r.prediction == c.prediction
+            np.testing.assert_allclose(r.scores, c.scores, rtol=1e-6, atol=1e-6)
+            assert not np.allclose(r.scores, p.scores)  # The prompt is attended.
+    with pytest.raises(NotImplementedError, match="'standard' mode on T5"):
+        eng.rank_classify(INPUTS, OPTIONS, mode="sun", prefix_embeddings=prompts[0])
+    with pytest.raises(ValueError, match=rf"expected \[P, {config.emb_dim}\]"):
+        eng.rank_classify(INPUTS, OPTIONS, prefix_embeddings=prompts[0][:, :-1])
 
 
 def test_truncation_keeps_instruction_options_and_cue(tiny):

@@ -231,15 +231,18 @@ def test_sharded_equals_unsharded(hf_checkpoint, mesh_shape):
         )
         cache = jax.device_put(llama.init_cache(config, 8, tokens.shape[1] + 2), cache_shardings)
         model = llama.Llama(config)
-        with partitioning.active(mesh, rules):
-            step = jax.jit(
-                lambda p, t, pos, m, c: model.apply({"params": p}, t, pos, m, c),
-                out_shardings=(None, cache_shardings),
-            )
-            full = forward_fn(config)(params, tokens, positions, mask)
-            prefill, cache = step(params, tokens, positions, mask, cache)
-            nxt = jnp.argmax(prefill[:, -1:], -1).astype(jnp.int32)
-            one, cache = step(params, nxt, positions[:, -1:] + 1, np.ones((8, 1), bool), cache)
+        step = partitioning.partition(
+            lambda p, t, pos, m, c: model.apply({"params": p}, t, pos, m, c),
+            mesh,
+            rules,
+            out_shardings=(None, cache_shardings),
+        )
+        full = partitioning.partition(forward_fn(config), mesh, rules)(
+            params, tokens, positions, mask
+        )
+        prefill, cache = step(params, tokens, positions, mask, cache)
+        nxt = jnp.argmax(prefill[:, -1:], -1).astype(jnp.int32)
+        one, cache = step(params, nxt, positions[:, -1:] + 1, np.ones((8, 1), bool), cache)
         return params, cache, [np.asarray(x) for x in (full, prefill, one)]
 
     _, _, single = run(partitioning.single_device_mesh())

@@ -97,8 +97,13 @@ def test_two_process_rank_classification_equals_one_process(tmp_path):
     merged = {**multi[0]["records"], **multi[1]["records"]}
     assert sorted(merged, key=int) == sorted(single["records"], key=int)
     for key, rec in single["records"].items():
-        assert merged[key]["prediction"] == rec["prediction"], key
-        np.testing.assert_allclose(merged[key]["scores"], rec["scores"], atol=1e-5, rtol=1e-5)
+        for prefix in ("", "prompt_"):  # Without and with a soft prompt.
+            got = merged[key]
+            assert got[prefix + "prediction"] == rec[prefix + "prediction"], key
+            np.testing.assert_allclose(
+                got[prefix + "scores"], rec[prefix + "scores"], atol=1e-5, rtol=1e-5
+            )
+        assert rec["prompt_scores"] != rec["scores"]
     # Both hosts ran the same programs (the short host padded with dummy batches).
     assert multi[0]["traces"] == multi[1]["traces"]
 

@@ -1,5 +1,6 @@
 """Sharded execution equals one device, and parameters really are split."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -17,12 +18,13 @@ def _sharded_forward(config, params, enc, dec_in, mesh):
     shardings = partitioning.logical_to_shardings(t5.param_logical_axes(config), mesh, RULES)
     params = partitioning.shard_params(params, shardings)
     batch = partitioning.batch_sharding(mesh, 2)
-    with partitioning.active(mesh, RULES):
-        fn = jax.jit(
-            lambda p, e, d: t5.T5(config).apply({"params": p}, e, d),
-            in_shardings=(shardings, batch, batch),
-        )
-        return params, np.asarray(fn(params, enc, dec_in))
+    fn = partitioning.partition(
+        lambda p, e, d: t5.T5(config).apply({"params": p}, e, d),
+        mesh,
+        RULES,
+        in_shardings=(shardings, batch, batch),
+    )
+    return params, np.asarray(fn(params, enc, dec_in))
 
 
 @pytest.mark.parametrize("shape", [(2, 4), (8, 1)])
@@ -73,6 +75,22 @@ def test_init_sharded_creates_split_params():
     assert out.addressable_shards[0].data.shape == (8, 32)
     rel = params["encoder"]["relpos_bias"]["rel_embedding"]
     assert rel.sharding.spec == P("model", None)  # heads -> model
+
+
+def test_partition_resolves_logical_constraints_by_itself():
+    """No `with` needed: the wrapper enters the mesh and the rules on every call."""
+    mesh = partitioning.make_mesh(2, 4)
+
+    def double(x):
+        return nn.with_logical_constraint(2 * x, ("batch", "mlp"))
+
+    x = np.arange(8 * 16, dtype=np.float32).reshape(8, 16)
+    out = partitioning.partition(double, mesh, RULES)(x)
+    assert out.sharding.spec == P("data", "model")
+    assert out.addressable_shards[0].data.shape == (4, 4)
+    np.testing.assert_array_equal(np.asarray(out), 2 * x)
+    # A bare jit outside the context has no rules: the constraint is dropped.
+    assert isinstance(jax.jit(double)(x).sharding, jax.sharding.SingleDeviceSharding)
 
 
 def test_embed_over_data_rule():

@@ -204,11 +204,13 @@ def test_step_on_2x4_mesh_matches_one_device():
         grad_fn = jax.value_and_grad(
             lambda q: training.losses(config, q, b, loss_opts), has_aux=True
         )
-        with partitioning.active(mesh, rules):
-            (loss, metrics), grads = jax.jit(grad_fn)(p)
-            state = {"step": 0, "params": p, "opt_state": jax.jit(tx.init)(p)}
-            step = jax.jit(training.make_train_step(config, loss_opts, tx, mask))
-            new_state, _ = step(state, b)
+        (loss, metrics), grads = partitioning.partition(grad_fn, mesh, rules)(p)
+        opt_state = partitioning.partition(tx.init, mesh, rules)(p)
+        state = {"step": 0, "params": p, "opt_state": opt_state}
+        step = partitioning.partition(
+            training.make_train_step(config, loss_opts, tx, mask), mesh, rules
+        )
+        new_state, _ = step(state, b)
         return jax.device_get((loss, metrics, grads, new_state["params"]))
 
     one = run(partitioning.single_device_mesh())

@@ -50,12 +50,10 @@ instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust.inference import generation, prompt_formats
@@ -174,30 +172,37 @@ class Engine:
 
     # -- jitted functions -----------------------------------------------------
 
-    def _jitted(self, name: str, fn: Callable, out_ndim: int, ndims: dict[str, int]) -> Callable:
-        """`fn` jitted once per name (a name always gets the same batch keys)."""
+    def _jitted(self, name: str, fn: Callable, out_ndim: int, local: dict, prompted: bool):
+        """`fn` jitted once per name (a name always gets the same batch keys).
+
+        `fn(params, batch)`, or `fn(params, batch, prompt)` when `prompted`: the
+        soft prompt is an argument (replicated), never a constant of the program.
+        """
         if name not in self._fns:
 
-            def counted(params, batch):
+            def counted(params, batch, *prompt):
                 self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
-                return fn(params, batch)
+                return fn(params, batch, *prompt)
 
             batch_shardings = {
-                k: partitioning.batch_sharding(self.mesh, nd) for k, nd in ndims.items()
+                k: partitioning.batch_sharding(self.mesh, v.ndim) for k, v in local.items()
             }
-            jitted = jax.jit(
+            prompt_sharding = (partitioning.replicated(self.mesh),) if prompted else ()
+            self._fns[name] = partitioning.partition(
                 counted,
-                in_shardings=(self.param_shardings, batch_shardings),
+                self.mesh,
+                self.rules,
+                in_shardings=(self.param_shardings, batch_shardings) + prompt_sharding,
                 out_shardings=partitioning.batch_sharding(self.mesh, out_ndim),
             )
-            self._fns[name] = jitted
         return self._fns[name]
 
-    def _run(self, name: str, fn: Callable, out_ndim: int, local: dict[str, np.ndarray]):
-        jitted = self._jitted(name, fn, out_ndim, {k: v.ndim for k, v in local.items()})
+    def _run(self, name: str, fn: Callable, out_ndim: int, local: dict, prompt=None):
+        """This process's rows of `fn` on its local batch (and the device `prompt`)."""
+        extra = () if prompt is None else (prompt,)
+        jitted = self._jitted(name, fn, out_ndim, local, prompt is not None)
         batch = {k: partitioning.put_global_batch(v, self.mesh) for k, v in local.items()}
-        with partitioning.active(self.mesh, self.rules):
-            return distributed.local_rows(jitted(self.params, batch))
+        return distributed.local_rows(jitted(self.params, batch, *extra))
 
     # -- host-side preparation ------------------------------------------------
 
@@ -270,8 +275,8 @@ class Engine:
           mode: "standard", "sun" or "ni" (see the module docstring).
           average: "standard" only: mean per-token log-likelihood.
           prefix_embeddings: a soft prompt `[P, D]` (`models/prompts.py`) prefixed
-            to every input ("standard" mode, T5). It is a constant of the
-            compiled function: each distinct prompt compiles once.
+            to every input ("standard" mode, T5). It is an argument of the
+            compiled functions: another prompt of the same shape compiles nothing.
         """
         if len(inputs) != len(options):
             raise ValueError(f"{len(inputs)} inputs but {len(options)} option lists")
@@ -304,9 +309,10 @@ class Engine:
         buckets = [length_buckets, self.option_count_buckets, self.option_len_buckets]
         order, steps = self._plan(sizes, buckets)
         name = "standard_mean" if (mode == "standard" and average) else mode
-        fn = self.adapter.functions()[name]
+        fn, prompt = self.adapter.functions()[name], None
         if prefix_embeddings is not None:
-            name, fn = self._with_prompt(name, prefix_embeddings, mode, average)
+            fn, prompt = self._prompted(name, prefix_embeddings)
+            name += "+prompt"
         results: list[RankResult | None] = [None] * len(inputs)
         for k, (s, o, length) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
@@ -318,7 +324,7 @@ class Engine:
                 length,
                 self.local_batch,
             )
-            scores = self._run(name, fn, 2, local)
+            scores = self._run(name, fn, 2, local, prompt)
             for row, i in enumerate(idx):
                 sc = np.asarray(scores[row, : len(options[i])], np.float64)
                 results[i] = RankResult(
@@ -329,24 +335,21 @@ class Engine:
                 )
         return results  # type: ignore[return-value]
 
-    def _with_prompt(self, name: str, prompt, mode: str, average: bool):
-        """(name, scoring function) with the soft prompt `[P, D]` prefixed."""
+    def _prompted(self, name: str, prompt) -> tuple[Callable, jax.Array]:
+        """(the adapter's `name` function taking a soft prompt, the prompt `[P, D]` on device)."""
         prompt = np.asarray(prompt, np.float32)
-        if mode != "standard" or not isinstance(self.adapter, inference_t5.T5Adapter):
+        fns = self.adapter.prompted_functions()
+        if name not in fns:
             raise NotImplementedError(
-                f"soft prompts are scored in 'standard' mode on T5 models only (mode {mode!r}, "
-                f"{type(self.adapter).__name__})"
+                f"soft prompts are scored in 'standard' mode on T5 models only (function "
+                f"{name!r}, {type(self.adapter).__name__})"
             )
         if prompt.ndim != 2 or prompt.shape[1] != self.config.emb_dim:
             raise ValueError(
                 f"soft prompt of shape {prompt.shape} does not fit this model: expected "
                 f"[P, {self.config.emb_dim}] (the model's width emb_dim={self.config.emb_dim})"
             )
-        key = hashlib.sha256(prompt.tobytes()).hexdigest()[:16]
-        cfg, constant = self.config, jnp.asarray(prompt)
-        return f"{name}+prompt{key}", lambda p, b: inference_t5.option_log_likelihoods(
-            cfg, p, b, constant, average=average
-        )
+        return fns[name], partitioning.put_replicated(prompt, self.mesh)
 
     def _rank_by_generation(self, inputs, options) -> list[RankResult]:
         longest = max(len(self.tokenizer.encode(o)) for opts in options for o in opts)

@@ -329,6 +329,12 @@ class LlamaAdapter:
             "pool": lambda p, b: pooled_states(cfg, p, b),
         }
 
+    def prompted_functions(self) -> dict[str, Callable]:
+        """The scorers that take a soft prompt: none, the engine scores soft prompts on
+        T5 only (this family's `option_log_likelihoods` takes one; the engine does
+        not pass it yet)."""
+        return {}
+
     def generate_fn(self, max_new_tokens: int) -> Callable:
         cfg = self.config
         return lambda p, b: generation.greedy_decode_llama(

@@ -137,5 +137,15 @@ class T5Adapter:
             "pool": lambda p, b: pooled_encoder_states(cfg, p, b),
         }
 
+    def prompted_functions(self) -> dict[str, Callable]:
+        """The scorers that take a soft prompt `[P, D]` as a third (traced) argument."""
+        cfg = self.config
+        return {
+            "standard": lambda p, b, prompt: option_log_likelihoods(cfg, p, b, prompt),
+            "standard_mean": lambda p, b, prompt: option_log_likelihoods(
+                cfg, p, b, prompt, average=True
+            ),
+        }
+
     def generate_fn(self, max_new_tokens: int) -> Callable:
         return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]

@@ -5,14 +5,20 @@ Model code names array axes logically (`embed`, `mlp`, `heads`, `joined_kv`,
 `model`) and the rule table between the two, which follows
 `t5x/partitioning.py::standard_logical_axis_rules`.
 
+`partition(fn, mesh, rules, ...)` is how every sharded function is jitted: it
+traces and runs `fn` under the mesh and the rules (which
+`nn.with_logical_constraint` reads while tracing), so no caller has to enter
+them by hand.
+
 The recipe for parameters that never exist unsharded:
-`jax.eval_shape(init)` -> logical specs -> `NamedSharding`s -> `jax.jit(init,
+`jax.eval_shape(init)` -> logical specs -> `NamedSharding`s -> `partition(init,
 out_shardings=...)`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -105,16 +111,38 @@ def single_device_mesh() -> Mesh:
 
 
 @contextlib.contextmanager
-def active(mesh: Mesh, rules: LogicalRules) -> Iterator[None]:
+def _active(mesh: Mesh, rules: LogicalRules) -> Iterator[None]:
     """Makes `mesh` and `rules` the context for tracing model code.
 
     `nn.with_logical_constraint` in the model reads both while a function is
-    traced; jitted functions must therefore be traced inside this context.
+    traced; `partition` enters this context around every call.
     """
     # `jax.set_mesh` (JAX >= 0.7) is also a context manager; older JAX has use_mesh.
     set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh
     with set_mesh(mesh), nn.logical_axis_rules(rules):
         yield
+
+
+def partition(fn: Callable, mesh: Mesh, rules: LogicalRules, **jit_kwargs: Any) -> Callable:
+    """`jax.jit(fn, **jit_kwargs)` that traces and runs under `mesh` and `rules`.
+
+    Every call enters the mesh and the rules before calling the jitted function,
+    so the logical constraints in model code resolve to the mesh's axes however
+    and wherever the result is called.
+
+    Args:
+      fn: the function to jit.
+      jit_kwargs: passed to `jax.jit` (`in_shardings`, `out_shardings`,
+        `donate_argnums`, `static_argnums`, ...).
+    """
+    jitted = jax.jit(fn, **jit_kwargs)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _active(mesh, rules):
+            return jitted(*args, **kwargs)
+
+    return call
 
 
 def logical_to_shardings(logical_specs: Any, mesh: Mesh, rules: LogicalRules) -> Any:
@@ -132,6 +160,12 @@ def logical_to_shardings(logical_specs: Any, mesh: Mesh, rules: LogicalRules) ->
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+def put_replicated(value: np.ndarray, mesh: Mesh) -> jax.Array:
+    """`value` on every device of `mesh` (every process passes the same value)."""
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, replicated(mesh), lambda index: value[index])
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
@@ -154,8 +188,7 @@ def init_sharded(
     abstract = jax.eval_shape(init_fn, rng)
     specs = nn.get_partition_spec(abstract)
     shardings = logical_to_shardings(specs, mesh, rules)
-    with active(mesh, rules):
-        variables = jax.jit(init_fn, out_shardings=shardings)(rng)
+    variables = partition(init_fn, mesh, rules, out_shardings=shardings)(rng)
     variables = nn.meta.unbox(variables)
     return variables["params"], shardings["params"]
 

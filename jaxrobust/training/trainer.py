@@ -338,21 +338,22 @@ def evaluate_heldout(config, params, batches, loss_opts: LossOptions, mesh, rule
     most frequent prediction on held-out rows (1.0 = a constant answer).
     """
     # Replicated outputs: every process can read them (multi-host).
-    fn = jax.jit(
+    fn = partitioning.partition(
         lambda p, b: {**losses(config, p, b, loss_opts)[1], "weight": b["weight"]},
+        mesh,
+        rules,
         out_shardings=partitioning.replicated(mesh),
     )
     totals: dict[str, float] = {}
     preds = []
     n = 0.0
-    with partitioning.active(mesh, rules):
-        for batch in batches:
-            m = jax.device_get(fn(params, batch))
-            w = float(m["weight"].sum())
-            n += w
-            for k in ("kl", "accuracy_paraphrase", "accuracy_original", "entropy", "ce"):
-                totals[k] = totals.get(k, 0.0) + float(m[k]) * w
-            preds.append(np.asarray(m["predictions"])[m["weight"] > 0, 1:].ravel())
+    for batch in batches:
+        m = jax.device_get(fn(params, batch))
+        w = float(m["weight"].sum())
+        n += w
+        for k in ("kl", "accuracy_paraphrase", "accuracy_original", "entropy", "ce"):
+            totals[k] = totals.get(k, 0.0) + float(m[k]) * w
+        preds.append(np.asarray(m["predictions"])[m["weight"] > 0, 1:].ravel())
     out = {k: v / n for k, v in totals.items()}
     allp = np.concatenate(preds)
     out["majority_share"] = float(np.bincount(allp).max() / len(allp))
@@ -433,8 +434,7 @@ def train(
     tx = make_optimizer(options, mask)
 
     # ---------------------------------------------------------------- shard
-    with partitioning.active(mesh, rules):
-        opt_state = jax.jit(tx.init)(params)
+    opt_state = partitioning.partition(tx.init, mesh, rules)(params)
     step0 = jax.device_put(jnp.zeros((), jnp.int32), partitioning.replicated(mesh))
     state = {"step": step0, "params": params, "opt_state": opt_state}
     state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
@@ -447,8 +447,10 @@ def train(
     ]
 
     # ---------------------------------------------------------------- step
-    train_step = jax.jit(
+    train_step = partitioning.partition(
         make_train_step(config, loss, tx, mask, encoded.generation),
+        mesh,
+        rules,
         in_shardings=(state_shardings, batch_shardings),
         out_shardings=(state_shardings, partitioning.replicated(mesh)),
         donate_argnums=(0,),
@@ -528,29 +530,26 @@ def train(
     start, start_step = time.monotonic(), step
     if gin_config and writer:
         writer.add_text("gin_config", gin_config, step)
-    with partitioning.active(mesh, rules):
-        while step < options.num_steps:
-            batch = {
-                k: jax.device_put(v, batch_shardings[k]) for k, v in batches.batch(step).items()
-            }
-            state, m = train_step(state, batch)
-            step += 1
-            if step % options.log_every == 0 or step == options.num_steps:
-                metrics = {k: float(v) for k, v in jax.device_get(m).items()}
-                rate = (step - start_step) / max(time.monotonic() - start, 1e-9)
-                if writer:
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"train/{k}", v, step)
-                print(
-                    f"step {step:>6}/{options.num_steps} | loss {metrics['loss']:.4f} "
-                    f"ce {metrics['ce']:.4f} kl {metrics['kl']:.4f} rep {metrics['rep']:.4f} | "
-                    f"acc {metrics['accuracy']:.3f} | {rate:.1f} steps/s",
-                    flush=True,
-                )
-            if options.eval_every and step % options.eval_every == 0 and step < options.num_steps:
-                run_evals(state, step)
-            if step % options.checkpoint_every == 0 or step == options.num_steps:
-                save(state, step)
+    while step < options.num_steps:
+        batch = {k: jax.device_put(v, batch_shardings[k]) for k, v in batches.batch(step).items()}
+        state, m = train_step(state, batch)
+        step += 1
+        if step % options.log_every == 0 or step == options.num_steps:
+            metrics = {k: float(v) for k, v in jax.device_get(m).items()}
+            rate = (step - start_step) / max(time.monotonic() - start, 1e-9)
+            if writer:
+                for k, v in metrics.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+            print(
+                f"step {step:>6}/{options.num_steps} | loss {metrics['loss']:.4f} "
+                f"ce {metrics['ce']:.4f} kl {metrics['kl']:.4f} rep {metrics['rep']:.4f} | "
+                f"acc {metrics['accuracy']:.3f} | {rate:.1f} steps/s",
+                flush=True,
+            )
+        if options.eval_every and step % options.eval_every == 0 and step < options.num_steps:
+            run_evals(state, step)
+        if step % options.checkpoint_every == 0 or step == options.num_steps:
+            save(state, step)
     heldout = run_evals(state, step)
     manager.close()
     if writer:

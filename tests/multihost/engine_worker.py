@@ -1,7 +1,8 @@
 """One process of a multi-host rank-classification run (started by test_multihost.py).
 
 argv: OUT_JSON [PROCESS_ID NUM_PROCESSES PORT]. Each process holds an unequal
-share of the examples (process 0: the first 5, process 1: the other 3).
+share of the examples (process 0: the first 5, process 1: the other 3); each is
+scored without and with a soft prompt.
 """
 
 import json
@@ -48,10 +49,19 @@ params = jax.tree_util.tree_map(
 mesh = partitioning.make_mesh(2, 2)
 engine = inference.Engine(config, params, tok, mesh=mesh, batch_size=4, max_input_len=128)
 mine = SHARES[jax.process_count()][jax.process_index()]
-results = engine.rank_classify([EXAMPLES[i][0] for i in mine], [EXAMPLES[i][1] for i in mine])
+inputs, options = [EXAMPLES[i][0] for i in mine], [EXAMPLES[i][1] for i in mine]
+# The soft prompt is a replicated argument of the scorer: the same on every process.
+prompt = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (3, config.emb_dim)), np.float32)
+results = engine.rank_classify(inputs, options)
+prompted = engine.rank_classify(inputs, options, prefix_embeddings=prompt)
 records = {
-    str(i): {"scores": [float(s) for s in r.scores], "prediction": int(r.prediction)}
-    for i, r in zip(mine, results, strict=True)
+    str(i): {
+        "scores": [float(s) for s in r.scores],
+        "prediction": int(r.prediction),
+        "prompt_scores": [float(s) for s in p.scores],
+        "prompt_prediction": int(p.prediction),
+    }
+    for i, r, p in zip(mine, results, prompted, strict=True)
 }
 with open(out_path, "w") as f:
     json.dump(

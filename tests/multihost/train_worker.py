@@ -80,12 +80,13 @@ module = prompts.Prompt(OPTS.prompt_length, config.emb_dim, init)
 prompt, _ = partitioning.init_sharded(module.init, jax.random.PRNGKey(OPTS.seed), mesh, rules)
 params = {"model": base, "prompt": prompt}
 batch = {k: jax.device_put(v, partitioning.batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
-grad_fn = jax.jit(
+grad_fn = partitioning.partition(
     jax.value_and_grad(lambda p, b: training.losses(config, p, b, LOSS)[0]),
+    mesh,
+    rules,
     out_shardings=partitioning.replicated(mesh),
 )
-with partitioning.active(mesh, rules):
-    loss, grads = grad_fn(params, batch)
+loss, grads = grad_fn(params, batch)
 out = {"loss": np.asarray(loss)}
 for k, v in traverse_util.flatten_dict(jax.device_get(grads), sep="/").items():
     out["grad/" + k] = np.asarray(v)
