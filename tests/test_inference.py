@@ -308,7 +308,7 @@ def test_ni_mode_hand_example(tiny):
     _, config, params = tiny
     eng = _engine(config, params, ni_max_new_tokens=8)
     first = eng.rank_classify(INPUTS[:2], [["qqq", "rrr"], ["qqq"]], mode="ni")
-    assert [r.prediction for r in first] == [inference.INVALID] * 2
+    assert [r.prediction for r in first] == [inference.NO_MATCH] * 2
     gen = first[0].generated
     assert gen == eng.generate(INPUTS[:1], 8)[0]
     # The same text in other case, spacing and punctuation is an exact match.
@@ -328,8 +328,8 @@ def test_verbalizer_hand_cases():
     assert match("(c)", opts) == 2
     assert match("Answer: A", opts) == 0
     assert match("(B) Other", opts) == 1
-    assert match("(B) entity origin", opts) == generation.INVALID  # Letter and text disagree.
-    assert match("D", opts) == generation.INVALID
-    assert match("B", opts, letters=False) == generation.INVALID
-    assert match("something else", opts) == generation.INVALID
-    assert match("yes", ["Yes", "yes!"]) == generation.INVALID  # Ambiguous.
+    assert match("(B) entity origin", opts) == generation.NO_MATCH  # Letter and text disagree.
+    assert match("D", opts) == generation.NO_MATCH
+    assert match("B", opts, letters=False) == generation.NO_MATCH
+    assert match("something else", opts) == generation.NO_MATCH
+    assert match("yes", ["Yes", "yes!"]) == generation.NO_MATCH  # Ambiguous.

@@ -12,7 +12,8 @@ from jaxrobust.inference.batching import (  # noqa: F401
     truncate_passage,
     truncate_to_fit,
 )
-from jaxrobust.inference.engine import INVALID, Engine, RankResult, make_adapter  # noqa: F401
+from jaxrobust.inference.engine import Engine, RankResult, make_adapter  # noqa: F401
+from jaxrobust.inference.generation import NO_MATCH  # noqa: F401
 from jaxrobust.inference.t5 import (  # noqa: F401
     T5Adapter,
     option_log_likelihoods,

@@ -26,7 +26,7 @@ Scoring modes of `Engine.rank_classify`:
   normaliser is shared, so the ranking is the same.
 - `"ni"`: a reproduction of Ni et al.'s exact-match scoring: greedy generation,
   then the prediction is the option whose normalised text equals the output
-  (`generation.match_option(..., letters=False)`), else `INVALID`.
+  (`generation.match_option(..., letters=False)`), else `generation.NO_MATCH`.
 
 Ties (equal scores) go to the lowest option index (`np.argmax`).
 
@@ -68,15 +68,13 @@ from jaxrobust.inference.batching import (
 from jaxrobust.models import llama, t5
 from jaxrobust.parallel import distributed, partitioning
 
-INVALID = generation.INVALID
-
 
 @dataclasses.dataclass
 class RankResult:
     """One example's rank classification."""
 
     scores: np.ndarray  # [O] option scores (log-likelihoods; 1/0 exact matches for "ni").
-    prediction: int  # Option index, or INVALID (-1) for an unmatched generation.
+    prediction: int  # Option index, or NO_MATCH (-1) for an unmatched generation.
     probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni").
     truncated: bool  # The input was shortened to fit.
     generated: str | None = None  # The generated text ("ni" mode).
@@ -359,7 +357,7 @@ class Engine:
         for text, trunc, opts in zip(texts, truncated, options, strict=True):
             pred = generation.match_option(text, opts, letters=False)
             onehot = np.zeros(len(opts))
-            if pred != INVALID:
+            if pred != generation.NO_MATCH:
                 onehot[pred] = 1.0
             out.append(RankResult(onehot, pred, onehot.copy(), trunc, text))
         return out
@@ -388,7 +386,7 @@ class Engine:
         options: Sequence[Sequence[str]],
         max_new_tokens: int,
     ) -> list[tuple[str, int]]:
-        """Generates, then maps each output to an option (letters allowed) or INVALID."""
+        """Generates, then maps each output to an option (letters allowed) or NO_MATCH."""
         texts = self.generate(inputs, max_new_tokens)
         return [(t, generation.match_option(t, o)) for t, o in zip(texts, options, strict=True)]
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jaxrobust.models import llama, t5
 
 Array = jax.Array
-INVALID = -1  # The prediction of an output that matches no option.
+NO_MATCH = -1  # The prediction of an output that names no option (an index, never a label).
 
 
 def option_totals(logits: Array, targets: Array, target_mask: Array, average: bool) -> Array:
@@ -240,19 +240,19 @@ def normalize(text: str) -> str:
 
 
 def match_option(generated: str, options: Sequence[str], letters: bool = True) -> int:
-    """The option a generated answer names, or `INVALID` (-1).
+    """The option a generated answer names, or `NO_MATCH` (-1).
 
     In order: the normalised text equals exactly one option's normalised text;
     else (when `letters`) the answer is an option letter ("B", "(b)", "Answer:
     B", "(B) text") within range, the first option being "A". Anything else,
-    including text equal to two options, is `INVALID`: never a guess.
+    including text equal to two options, is `NO_MATCH`: never a guess.
     """
     norm = normalize(generated)
     hits = [i for i, opt in enumerate(options) if normalize(opt) == norm]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1 or not letters:
-        return INVALID
+        return NO_MATCH
     m = _LETTER.match(generated)
     if m:
         k = ord(m.group(1).upper()) - ord("A")
@@ -260,4 +260,4 @@ def match_option(generated: str, options: Sequence[str], letters: bool = True) -
         # "(B) text" must name option B's text when it names any text.
         if 0 <= k < len(options) and (not rest or rest == normalize(options[k])):
             return k
-    return INVALID
+    return NO_MATCH
