@@ -1,18 +1,13 @@
 """The inference engine: batched, bucketed, sharded rank classification, generation, pooling.
 
-Layers, from the inside out:
-
-1. Pure functions of `(config, params, batch)`, one module per model family:
-   `inference.t5` (`option_log_likelihoods`, differentiable: the soft-prompt
-   trainer's scorer; `sun_option_scores`; `pooled_encoder_states`),
-   `inference.llama`, and `generation.greedy_decode`.
-2. Host-side preparation (`inference.batching`): tokenising with truncation that
-   only ever shortens the passage, and padding to buckets.
-3. `Engine`: sorts examples by length, cuts fixed-size batches, pads every
-   dimension to a bucket (input length, option count, option length; short
-   batches get dummy rows) so an evaluation compiles a bounded set of
-   programs, runs jitted functions with explicit shardings (batch over `data`,
-   weights over `model`), and returns results in input order.
+The pure, jittable scorers live one module per model family (`inference.t5`,
+`inference.llama`, `generation`); truncation and buckets in `inference.batching`.
+`Engine` sorts examples by length, cuts fixed-size batches, pads every
+dimension to a bucket (input length, option count, option length; short
+batches get dummy rows) so an evaluation compiles a bounded set of programs,
+runs jitted functions with explicit shardings (batch over `data`, weights over
+`model`; a soft prompt is an argument, replicated), and returns results in
+input order.
 
 Scoring modes of `Engine.rank_classify`:
 - `"standard"` (default): the teacher-forced log-likelihood of each option's
