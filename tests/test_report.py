@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 from matplotlib import image
+from scipy import stats as sps
 from sklearn.metrics import accuracy_score, f1_score
 
 from jaxrobust import evaluation
@@ -107,11 +108,12 @@ def synthetic(tmp_path):
 def test_summary_equals_sklearn(synthetic):
     out, truth = synthetic
     report_dir = report.write_report(out, n_resamples=200, seed=3)
-    summary = json.loads((report_dir / "summary.json").read_text())["summary"]
-    rows = {(s["model"], s["benchmark"]): s for s in summary}
+    saved = json.loads((report_dir / "summary.json").read_text())
+    rows = {(s["model"], s["benchmark"]): s for s in saved["summary"]}
+    by_model = {}  # benchmark -> model -> [6] template scores
     for model in ("small", "large"):
         for kind, bench in (("re", "toyre/mcqa"), ("qa", "toyqa/qa")):
-            scores = []
+            scores = by_model.setdefault(bench, {}).setdefault(model, [])
             for k in range(6):
                 pred, gold = truth[(model, kind, k)]
                 if kind == "re":
@@ -132,6 +134,20 @@ def test_summary_equals_sklearn(synthetic):
             assert s["unobserved_std"] == pytest.approx(unobs.std(ddof=1), abs=1e-12)
             assert s["gap"] == pytest.approx(obs.mean() - unobs.mean(), abs=1e-12)
             assert s["gap_ci_low"] <= s["gap"] <= s["gap_ci_high"]
+            assert s["drop_rate"] == pytest.approx(1 - unobs.mean() / obs.mean(), abs=1e-12)
+            assert (s["all_n"], s["all_min"], s["all_max"]) == (6, min(scores), max(scores))
+    # Model rankings: each template ranks the two models; scipy's tau-b per template
+    # pair (NaN where a template ties them), averaged over the defined pairs.
+    for r in saved["rankings"]:
+        large, small = (by_model[r["benchmark"]][m] for m in ("large", "small"))
+        taus = [  # Template i ranks (large, small) as [large[i], small[i]].
+            sps.kendalltau([large[i], small[i]], [large[j], small[j]]).statistic
+            for i in range(6)
+            for j in range(i + 1, 6)
+        ]
+        assert r["models"] == ["large", "small"] and r["n_templates"] == 6
+        assert r["mean_kendall_tau"] == pytest.approx(np.nanmean(taus), abs=1e-12)
+    assert sorted(r["benchmark"] for r in saved["rankings"]) == ["toyqa/qa", "toyre/mcqa"]
     # The intervals are stats.bootstrap's: on the correctness matrix for accuracy, on
     # the per-example TP/FP/FN (recounted here from the labels) for micro-F1.
     observed = np.arange(6) < 3
@@ -159,6 +175,12 @@ def test_summary_equals_sklearn(synthetic):
     md = (report_dir / "summary.md").read_text()
     s = rows[("large", "toyre/mcqa")]
     assert f"{100 * s['observed_mean']:.1f} ± {100 * s['observed_std']:.1f}" in md
+    assert (
+        f"| large | toyre/mcqa | 6 | {100 * s['all_min']:.1f} | {100 * s['all_max']:.1f} | "
+        f"{100 * s['drop_rate']:.1f} | {100 * s['consistency']:.1f} | {s['fleiss_kappa']:.2f} |"
+    ) in md
+    tau = {r["benchmark"]: r["mean_kendall_tau"] for r in saved["rankings"]}["toyqa/qa"]
+    assert f"| toyqa/qa | large, small | 6 | {tau:.2f} |" in md
     assert md.index("| small |") < md.index("| large |")  # ordered by size
     templates = (report_dir / "templates.csv").read_text().splitlines()
     assert len(templates) == 1 + 2 * 2 * 6
@@ -221,6 +243,8 @@ def test_benchmark_of_several_data_sets_is_the_macro_mean(tmp_path):
     assert s["observed_mean"] == 9 / 16 and s["unobserved_mean"] == 7 / 16
     assert s["observed_std"] == pytest.approx(np.std([5 / 8, 1 / 2], ddof=1))
     assert s["gap"] == 1 / 8
+    assert s["drop_rate"] == pytest.approx(2 / 9)  # 1 - (7/16) / (9/16)
+    assert (s["all_n"], s["all_min"], s["all_max"]) == (5, 1 / 4, 5 / 8)
     assert s["all_mean"] == pytest.approx(np.mean(list(want.values())))
     # Example-level statistics pool the 6 examples of both data sets, in data-set order.
     assert s["aligned"] is True

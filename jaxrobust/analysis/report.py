@@ -10,10 +10,12 @@ recomputes it) and the models' ``model.json``, and writes under
   are models; per benchmark: observed templates' mean +- std, unobserved
   templates' mean +- std, the gap (observed - unobserved) with its two-level
   bootstrap 95% CI (examples and templates resampled, seeded;
-  `stats.bootstrap`), the paired permutation test's p (accuracy benchmarks;
-  `stats.paired_permutation_test`), prediction consistency and Fleiss' kappa
-  across all templates. Scores are percentages in Markdown, fractions in
-  CSV/JSON.
+  `stats.bootstrap`), the performance drop rate (gap / observed mean), the
+  paired permutation test's p (accuracy benchmarks;
+  `stats.paired_permutation_test`); over all templates the mean, min and max,
+  prediction consistency and Fleiss' kappa; and, per benchmark run by several
+  models, how alike the templates rank the models (mean Kendall's tau over
+  template pairs). Scores are percentages in Markdown, fractions in CSV/JSON.
 * ``templates.md`` / ``templates.csv``: one row per (model, benchmark,
   template): score, provenance, group, examples, share of truncated inputs.
 * ``plots/``: `plots.py`'s figures.
@@ -62,6 +64,7 @@ class Analysis:
     rows: list[TemplateRow]  # Every (model, benchmark, template), sorted.
     summaries: list[dict]  # One per (model, benchmark): the summary table's row.
     pooled: dict[tuple[str, str], np.ndarray]  # (model, benchmark) -> [K, D] mean states.
+    rankings: list[dict]  # Per benchmark of several models: Kendall's tau across templates.
 
 
 def _nan(x: float) -> float | None:
@@ -111,7 +114,30 @@ def analyse(
                     for t in tids
                 ]
             )
-    return Analysis(rows, summaries, pooled)
+    return Analysis(rows, summaries, pooled, _rankings(rows))
+
+
+def _rankings(rows: list[TemplateRow]) -> list[dict]:
+    """Per benchmark run by two or more models: how alike its templates rank the models,
+    Kendall's tau-b between two templates' rankings averaged over template pairs
+    (`metrics.mean_kendall_tau`), on the templates every model was scored on."""
+    by_bench: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        by_bench.setdefault(r.benchmark, {}).setdefault(r.model, {})[r.template_id] = r.score
+    out = []
+    for bench, per_model in sorted(by_bench.items()):
+        if len(per_model) < 2:
+            continue
+        models = sorted(per_model)
+        tids = sorted(set.intersection(*(set(s) for s in per_model.values())))
+        tau = None  # No template that every model ran.
+        if tids:
+            scores = np.array([[per_model[m][t] for m in models] for t in tids])  # [K, M]
+            tau = _nan(metrics.mean_kendall_tau(scores))
+        out.append(
+            dict(benchmark=bench, models=models, n_templates=len(tids), mean_kendall_tau=tau)
+        )
+    return out
 
 
 def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed) -> dict:
@@ -124,9 +150,15 @@ def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed)
         out[f"{g}_n"] = int(s.size)
         out[f"{g}_mean"] = spread.mean if spread else None
         out[f"{g}_std"] = _nan(spread.std) if s.size > 1 else None
-    out["all_mean"] = float(scores.mean())
+    spread = metrics.spread_stats(scores)
+    out["all_n"], out["all_mean"] = spread.n_templates, spread.mean
+    out["all_min"], out["all_max"] = spread.min, spread.max
     have_both = out["observed_n"] > 0 and out["unobserved_n"] > 0
-    out["gap"] = out["observed_mean"] - out["unobserved_mean"] if have_both else None
+    keep = np.isin(groups, ("observed", "unobserved"))
+    out.update(gap=None, drop_rate=None)
+    if have_both:
+        gap = metrics.observed_gap(scores[keep], groups[keep] == "observed")
+        out["gap"], out["drop_rate"] = gap.gap, _nan(gap.drop_rate)
     out.update(gap_ci_low=None, gap_ci_high=None, paired_p=None)
     # Example-level statistics need every template on the same examples.
     aligned = all(o.example_ids == outs[0].example_ids for o in outs)
@@ -137,7 +169,6 @@ def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed)
     out["consistency"] = metrics.prediction_consistency(labels)
     out["fleiss_kappa"] = _nan(metrics.fleiss_kappa(labels)) if len(outs) > 1 else None
     if have_both:
-        keep = np.isin(groups, ("observed", "unobserved"))
         obs = groups[keep] == "observed"
         kept = [o for o, k in zip(outs, keep, strict=True) if k]
         boot = {"observed": obs, "n_resamples": n_resamples, "seed": seed}
@@ -188,8 +219,11 @@ def _md(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
 
 
-def summary_markdown(summaries: list[dict], model_order: list[str]) -> str:
-    """The papers' table: per benchmark observed, unobserved and gap with its CI."""
+def summary_markdown(
+    summaries: list[dict], model_order: list[str], rankings: list[dict] = ()
+) -> str:
+    """The papers' table (per benchmark observed, unobserved and gap with its CI), the
+    spread over templates and, when several models ran a benchmark, their rankings."""
     benches = sorted({s["benchmark"] for s in summaries})
     index = {(s["model"], s["benchmark"]): s for s in summaries}
     header = ["model"]
@@ -214,11 +248,60 @@ def summary_markdown(summaries: list[dict], model_order: list[str]) -> str:
         body.append(row)
     metric_of = {s["benchmark"]: s["metric"] for s in summaries}
     notes = ", ".join(f"{b}: {metric_of[b]}" for b in benches)
-    return (
+    text = (
         "# Robustness to instruction wording\n\n"
         "Mean ± std (ddof=1) over templates, in percent; gap = observed - unobserved, "
         "with a two-level (examples x templates) bootstrap 95% CI.\n"
         f"Metrics: {notes}.\n\n" + _md(header, body)
+    )
+    return text + _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
+
+
+def _spread_markdown(summaries: list[dict], model_order: list[str]) -> str:
+    rank = {m: i for i, m in enumerate(model_order)}
+    body = []
+    for s in sorted(summaries, key=lambda s: (s["benchmark"], rank[s["model"]])):
+        kappa = s.get("fleiss_kappa")
+        body.append(
+            [
+                s["model"],
+                s["benchmark"],
+                str(s["all_n"]),
+                _pct(s["all_min"]),
+                _pct(s["all_max"]),
+                _pct(s["drop_rate"]),
+                _pct(s.get("consistency")),
+                "–" if kappa is None else f"{kappa:.2f}",
+            ]
+        )
+    header = ["model", "benchmark", "templates", "min", "max", "drop rate"]
+    return (
+        "\n## Spread over templates\n\n"
+        "Min and max over all templates (observed, unobserved and other), in percent; "
+        "drop rate = gap / observed mean (PromptBench's performance drop rate); "
+        "consistency = share of examples on which every template gives the same answer; "
+        "Fleiss' kappa of the templates' answers.\n\n"
+        + _md(header + ["consistency", "Fleiss' kappa"], body)
+    )
+
+
+def _rankings_markdown(rankings: list[dict]) -> str:
+    if not rankings:
+        return ""
+    body = [
+        [
+            r["benchmark"],
+            ", ".join(r["models"]),
+            str(r["n_templates"]),
+            "–" if r["mean_kendall_tau"] is None else f"{r['mean_kendall_tau']:.2f}",
+        ]
+        for r in rankings
+    ]
+    return (
+        "\n## Model rankings across templates\n\n"
+        "Kendall's tau-b between two templates' rankings of the models, mean over "
+        "template pairs (1: every template ranks the models alike; – when undefined).\n\n"
+        + _md(["benchmark", "models", "templates", "mean Kendall's tau"], body)
     )
 
 
@@ -293,10 +376,16 @@ def write_report(
     flat = [{k: v for k, v in s.items() if k != "representation"} for s in summaries]
     trows = [dataclasses.asdict(r) for r in rows]
     tables = {
-        "summary.md": summary_markdown(summaries, order),
+        "summary.md": summary_markdown(summaries, order, result.rankings),
         "summary.csv": _csv(flat),
         "summary.json": json.dumps(
-            {"models": models, "summary": summaries, "templates": trows}, indent=2
+            {
+                "models": models,
+                "summary": summaries,
+                "rankings": result.rankings,
+                "templates": trows,
+            },
+            indent=2,
         )
         + "\n",
         "templates.csv": _csv(trows),
