@@ -206,14 +206,14 @@ def run_jax(args, arm: str) -> dict:
     import jax
 
     from jaxrobust import checkpoints
-    from jaxrobust.models import t5
+    from jaxrobust.models import t5, t5_config
     from jaxrobust.parallel import partitioning
 
     if args.weights:
         config, params = checkpoints.load_hf_t5(args.weights)
         config = config.replace(dtype=args.dtype)
     else:  # --skip-hf: random weights made on the device, in their shardings.
-        config = t5.get_preset(args.preset, dtype=args.dtype)
+        config = t5_config.get_preset(args.preset, dtype=args.dtype)
         mesh = partitioning.make_mesh()
         params, _ = partitioning.init_sharded(
             lambda r: t5.T5(config).init(r, *t5.dummy_inputs()),
@@ -279,9 +279,9 @@ BOS, EOS = 1, 2
 
 def llama_bench_config():
     """~106M parameters (embeddings 2 x 24.6M, 8 layers x 7.1M)."""
-    from jaxrobust.models import llama
+    from jaxrobust.models import llama_config
 
-    return llama.LlamaConfig(
+    return llama_config.LlamaConfig(
         vocab_size=32000,
         emb_dim=768,
         num_heads=12,
@@ -444,10 +444,10 @@ def save_llama_weights(directory: str) -> None:
     import torch
     import transformers
 
-    from jaxrobust.models import llama
+    from jaxrobust.models import llama_config
 
     torch.manual_seed(0)
-    hf_cfg = transformers.LlamaConfig(**llama.to_hf_config(llama_bench_config()))
+    hf_cfg = transformers.LlamaConfig(**llama_config.to_hf_config(llama_bench_config()))
     transformers.LlamaForCausalLM(hf_cfg).save_pretrained(directory)
 
 
@@ -499,10 +499,12 @@ def main() -> None:
             import torch
             import transformers
 
-            from jaxrobust.models import t5
+            from jaxrobust.models import t5_config
 
             torch.manual_seed(0)
-            hf_cfg = transformers.T5Config(**t5.to_hf_config(t5.get_preset(args.preset)))
+            hf_cfg = transformers.T5Config(
+                **t5_config.to_hf_config(t5_config.get_preset(args.preset))
+            )
             model = transformers.T5ForConditionalGeneration(hf_cfg)
             if not hf_cfg.tie_word_embeddings:  # v1.1: its own lm_head (transformers >= 5).
                 model.lm_head.weight = torch.nn.Parameter(model.shared.weight.clone() * 0.05)

@@ -27,6 +27,7 @@ from etils import epath
 from flax import serialization, traverse_util
 
 from jaxrobust.models import llama as llama_lib
+from jaxrobust.models import llama_config, llama_hf, t5_config, t5_hf
 from jaxrobust.models import t5 as t5_lib
 from jaxrobust.storage import files
 
@@ -186,7 +187,7 @@ def abstract_param_shapes(init_fn: Callable[[], Any]) -> dict[str, tuple[int, ..
     return {k: tuple(v.shape) for k, v in flat.items()}
 
 
-def _t5_shapes(config: t5_lib.T5Config) -> dict[str, tuple[int, ...]]:
+def _t5_shapes(config: t5_config.T5Config) -> dict[str, tuple[int, ...]]:
     return abstract_param_shapes(
         lambda: t5_lib.T5(config).init(jax.random.PRNGKey(0), *t5_lib.dummy_inputs())
     )
@@ -374,9 +375,9 @@ def load_hf_t5(
     directory: PathLike,
     shardings: Any = None,
     dtype: Any = jnp.float32,
-    config: t5_lib.T5Config | None = None,
+    config: t5_config.T5Config | None = None,
     **config_overrides: Any,
-) -> tuple[t5_lib.T5Config, dict[str, Any]]:
+) -> tuple[t5_config.T5Config, dict[str, Any]]:
     """Loads an HF `T5ForConditionalGeneration` directory into T5X-named params.
 
     Args:
@@ -390,12 +391,12 @@ def load_hf_t5(
     Returns:
       (config, params).
     """
-    config = config or t5_lib.from_hf_config(read_hf_config(directory), **config_overrides)
+    config = config or t5_config.from_hf_config(read_hf_config(directory), **config_overrides)
     tensors = HFTensors(directory)
     names = set(tensors.names())
 
     def items():
-        yield from hf_items(tensors, functools.partial(t5_lib.hf_to_t5x_name, config))
+        yield from hf_items(tensors, functools.partial(t5_hf.hf_to_t5x_name, config))
         if not config.logits_via_embedding and "lm_head.weight" not in names:
             # HF ties `lm_head` to `shared` when the file holds no separate copy.
             yield "decoder/logits_dense/kernel", hf_source(tensors, "shared.weight", True)
@@ -403,15 +404,15 @@ def load_hf_t5(
     return config, assemble(_t5_shapes(config), items(), shardings, dtype, str(directory))
 
 
-def export_hf_t5(params: Any, config: t5_lib.T5Config, directory: PathLike) -> None:
+def export_hf_t5(params: Any, config: t5_config.T5Config, directory: PathLike) -> None:
     """Writes `config.json` + `model.safetensors` that HF `from_pretrained` loads."""
     tensors: dict[str, np.ndarray] = {}
     for path, value in traverse_util.flatten_dict(params, sep="/").items():
         value = np.asarray(jax.device_get(value))
         # HF deduplicates tied tensors on save; write the embedding once.
-        (name, transpose), *_ = t5_lib.t5x_to_hf_names(config, path)
+        (name, transpose), *_ = t5_hf.t5x_to_hf_names(config, path)
         tensors[name] = np.ascontiguousarray(value.T if transpose else value)
-    hf_config = t5_lib.to_hf_config(config)
+    hf_config = t5_config.to_hf_config(config)
     hf_config["scale_decoder_outputs"] = config.logits_via_embedding
     _write_hf_directory(directory, hf_config, tensors)
 
@@ -431,7 +432,7 @@ def _write_hf_directory(directory: PathLike, hf_config: dict, tensors: dict) -> 
 # ---------------------------------------------------------------------------
 
 
-def _llama_shapes(config: llama_lib.LlamaConfig) -> dict[str, tuple[int, ...]]:
+def _llama_shapes(config: llama_config.LlamaConfig) -> dict[str, tuple[int, ...]]:
     return abstract_param_shapes(lambda: llama_lib.init_fn(config)(jax.random.PRNGKey(0)))
 
 
@@ -439,9 +440,9 @@ def load_hf_llama(
     directory: PathLike,
     shardings: Any = None,
     dtype: Any = jnp.float32,
-    config: llama_lib.LlamaConfig | None = None,
+    config: llama_config.LlamaConfig | None = None,
     **config_overrides: Any,
-) -> tuple[llama_lib.LlamaConfig, dict[str, Any]]:
+) -> tuple[llama_config.LlamaConfig, dict[str, Any]]:
     """Loads an HF `LlamaForCausalLM` directory tensor by tensor into our params.
 
     Same contract and errors as `load_hf_t5`: every missing, unexpected or
@@ -451,21 +452,21 @@ def load_hf_llama(
     Returns:
       (config, params).
     """
-    config = config or llama_lib.from_hf_config(read_hf_config(directory), **config_overrides)
+    config = config or llama_config.from_hf_config(read_hf_config(directory), **config_overrides)
     tensors = HFTensors(directory)
 
-    items = hf_items(tensors, functools.partial(llama_lib.hf_to_llama_name, config))
+    items = hf_items(tensors, functools.partial(llama_hf.hf_to_llama_name, config))
     return config, assemble(_llama_shapes(config), items, shardings, dtype, str(directory))
 
 
-def export_hf_llama(params: Any, config: llama_lib.LlamaConfig, directory: PathLike) -> None:
+def export_hf_llama(params: Any, config: llama_config.LlamaConfig, directory: PathLike) -> None:
     """Writes `config.json` + `model.safetensors` that HF `LlamaForCausalLM` loads."""
     tensors: dict[str, np.ndarray] = {}
     for path, value in traverse_util.flatten_dict(params, sep="/").items():
         value = np.asarray(jax.device_get(value))
-        name, transpose = llama_lib.llama_to_hf_name(config, path)
+        name, transpose = llama_hf.llama_to_hf_name(config, path)
         tensors[name] = np.ascontiguousarray(value.T if transpose else value)
-    _write_hf_directory(directory, llama_lib.to_hf_config(config), tensors)
+    _write_hf_directory(directory, llama_config.to_hf_config(config), tensors)
 
 
 # ---------------------------------------------------------------------------
@@ -479,7 +480,7 @@ def _is_ts_spec(x: Any) -> bool:
 
 def load_t5x(
     path: PathLike,
-    config: t5_lib.T5Config,
+    config: t5_config.T5Config,
     shardings: Any = None,
     dtype: Any = jnp.float32,
 ) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def score(args: argparse.Namespace) -> int:
 
     from jaxrobust import checkpoints
     from jaxrobust.inference.tokenizer import ByteTokenizer, HFTokenizer
-    from jaxrobust.models import t5
+    from jaxrobust.models import t5, t5_config
 
     if args.checkpoint:
         config, params = checkpoints.load_hf_t5(args.checkpoint)
@@ -97,7 +97,7 @@ def score(args: argparse.Namespace) -> int:
         label = f"checkpoint {args.checkpoint}"
     else:
         tokenizer = ByteTokenizer()
-        config = t5.get_preset(args.preset, vocab_size=tokenizer.vocab_size)
+        config = t5_config.get_preset(args.preset, vocab_size=tokenizer.vocab_size)
         variables = t5.T5(config).init(jax.random.PRNGKey(args.seed), *t5.dummy_inputs())
         params = jax.tree_util.tree_map(
             lambda x: x.value if hasattr(x, "value") else x,
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("score", help="rank-classify demo prompts (default command)")
     p.add_argument("--checkpoint", help="HF T5 directory (config.json, weights, tokenizer)")
     p.add_argument(
-        "--preset", default="tiny", help="random-weight T5 preset (models/t5.py PRESETS)"
+        "--preset", default="tiny", help="random-weight T5 preset (models/t5_config.py PRESETS)"
     )
     p.add_argument("--seed", type=int, default=0)
     _add_cluster_flags(p)

@@ -17,11 +17,11 @@ from parity_helpers import PARITY_TOL, T5_FAMILIES, assert_logprobs_close, make_
 from safetensors.numpy import load_file, save_file
 
 from jaxrobust import checkpoints
-from jaxrobust.models import t5
+from jaxrobust.models import t5, t5_config
 from jaxrobust.parallel import partitioning
 
 # The widths of T5X's own test checkpoint (shared/data/t5x/README facts).
-T5X_TINY = t5.T5Config(
+T5X_TINY = t5_config.T5Config(
     vocab_size=32128,
     emb_dim=8,
     num_heads=4,
@@ -196,7 +196,7 @@ def test_misshaped_tensor_is_named(hf_dir):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="no config.json"):
         checkpoints.load_hf_t5(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps(t5.to_hf_config(T5X_TINY)))
+    (tmp_path / "config.json").write_text(json.dumps(t5_config.to_hf_config(T5X_TINY)))
     with pytest.raises(checkpoints.CheckpointError, match="expected model.safetensors"):
         checkpoints.load_hf_t5(tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match="no T5X checkpoint file"):

@@ -8,7 +8,7 @@ import pytest
 
 from jaxrobust import evaluation
 from jaxrobust.inference import prompt_formats
-from jaxrobust.models import llama, t5
+from jaxrobust.models import llama_config, t5_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GIN_FILES = sorted(REPO.glob("gin_configs/**/*.gin"))
@@ -18,7 +18,7 @@ MODEL_GINS = sorted(REPO.glob("gin_configs/models/*.gin"))
 def test_gin_files_found():
     names = {p.relative_to(REPO).as_posix() for p in GIN_FILES}
     assert {"gin_configs/runs/eval.gin", "gin_configs/tiny.gin"} <= names
-    assert len(MODEL_GINS) >= len(set(t5.PRESETS)) + len(set(llama.PRESETS))
+    assert len(MODEL_GINS) >= len(set(t5_config.PRESETS)) + len(set(llama_config.PRESETS))
 
 
 def _placeholders(text: str) -> list[str]:
@@ -51,7 +51,7 @@ def test_model_gin_with_eval_gin(path):
     spec = gin.get_configurable(evaluation.ModelSpec)()
     options = gin.get_configurable(evaluation.EvalOptions)()
     gin.clear_config()
-    presets = {"t5": t5.PRESETS, "llama": llama.PRESETS}[spec.family]
+    presets = {"t5": t5_config.PRESETS, "llama": llama_config.PRESETS}[spec.family]
     assert spec.preset in presets
     assert spec.checkpoint == "/ckpt"
     prompt_formats.get_format(spec.prompt_format)  # raises for an unknown format
@@ -66,7 +66,7 @@ def test_every_preset_has_a_model_gin():
         spec = gin.get_configurable(evaluation.ModelSpec)()
         covered.add((spec.family, spec.preset))
         gin.clear_config()
-    wanted = {("t5", p) for p in t5.PRESETS} | {("llama", p) for p in llama.PRESETS}
+    wanted = {("t5", p) for p in t5_config.PRESETS} | {("llama", p) for p in llama_config.PRESETS}
     assert wanted <= covered, sorted(wanted - covered)
 
 

@@ -22,7 +22,7 @@ from parity_helpers import (
 
 from jaxrobust import checkpoints
 from jaxrobust.inference import tokenizer
-from jaxrobust.models import llama
+from jaxrobust.models import llama, llama_config
 from jaxrobust.parallel import partitioning
 
 # Random tiny HF configs: multi-head and grouped-query attention; the GQA one
@@ -166,7 +166,7 @@ def test_bfloat16_agrees_with_float32(tmp_path, family):
 
 def test_unk_id_zero_is_never_padding():
     """A prompt containing id 0 scores the same alone, padded with EOS, or padded with 0."""
-    config = llama.get_preset("tiny")
+    config = llama_config.get_preset("tiny")
     params = llama.Llama(config).init(jax.random.PRNGKey(0), *llama.dummy_inputs())["params"]
     row = [1, 0, 17, 0, 42, 9]
     alone_tokens, alone_mask, alone_pos = llama.left_pad([row], pad_id=2)
@@ -345,38 +345,38 @@ def test_sharded_bin_checkpoint_loads(hf_checkpoint, tmp_path):
 
 
 def test_hf_config_roundtrip_and_legacy_rope_fields():
-    config = llama.get_preset("llama-2-7b", rope_scaling_factor=4.0, vocab_size=55296)
-    hf = transformers.LlamaConfig(**llama.to_hf_config(config)).to_dict()
-    assert llama.from_hf_config(hf) == config
+    config = llama_config.get_preset("llama-2-7b", rope_scaling_factor=4.0, vocab_size=55296)
+    hf = transformers.LlamaConfig(**llama_config.to_hf_config(config)).to_dict()
+    assert llama_config.from_hf_config(hf) == config
     legacy = dict(
         hf, rope_parameters=None, rope_theta=1e6, rope_scaling={"type": "linear", "factor": 2.0}
     )
-    got = llama.from_hf_config(legacy)
+    got = llama_config.from_hf_config(legacy)
     assert (got.rope_theta, got.rope_scaling_factor) == (1e6, 2.0)
     with pytest.raises(ValueError, match="RoPE type 'yarn' is not supported"):
-        llama.from_hf_config(dict(hf, rope_parameters={"rope_type": "yarn", "factor": 2.0}))
+        llama_config.from_hf_config(dict(hf, rope_parameters={"rope_type": "yarn", "factor": 2.0}))
     with pytest.raises(ValueError, match="attention_bias=true"):
-        llama.from_hf_config(dict(hf, attention_bias=True))
+        llama_config.from_hf_config(dict(hf, attention_bias=True))
 
 
 def test_presets_have_published_shapes():
     """Parameter counts equal HF's model of the same config (built on the meta device)."""
     published = {"llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320}
     for name, n_published in published.items():
-        config = llama.get_preset(name)
+        config = llama_config.get_preset(name)
         shapes = checkpoints.abstract_param_shapes(
             lambda config=config: llama.init_fn(config)(jax.random.PRNGKey(0))
         )
         ours = sum(int(np.prod(s)) for s in shapes.values())
         with torch.device("meta"):
             hf = transformers.LlamaForCausalLM(
-                transformers.LlamaConfig(**llama.to_hf_config(config))
+                transformers.LlamaConfig(**llama_config.to_hf_config(config))
             )
         assert ours == sum(p.numel() for p in hf.parameters()) == n_published
-    assert llama.get_preset("llama-1-13b").num_layers == 40
-    assert llama.get_preset("chinese-alpaca-2-7b").vocab_size == 55296
+    assert llama_config.get_preset("llama-1-13b").num_layers == 40
+    assert llama_config.get_preset("chinese-alpaca-2-7b").vocab_size == 55296
     with pytest.raises(KeyError, match="unknown LLaMA preset 'llama-3-8b'"):
-        llama.get_preset("llama-3-8b")
+        llama_config.get_preset("llama-3-8b")
 
 
 def _tiny_llama_tokenizer(directory, **kwargs):
@@ -399,7 +399,7 @@ def test_llama_tokenizer_pads_with_eos_never_unk(tmp_path):
     assert tok.decode([1, 6, 0, 7, 2, 6]) == "a b"
 
     # Scored in a left-padded batch, the prompt's logits equal those of the prompt alone.
-    config = llama.get_preset("tiny")
+    config = llama_config.get_preset("tiny")
     params = llama.Llama(config).init(jax.random.PRNGKey(0), *llama.dummy_inputs())["params"]
     longer = tok.encode("a b a b a b a", add_eos=False, add_bos=True)
     tokens, mask, positions = llama.left_pad([prompt, longer], tok.pad_id)

@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 from parity_helpers import SELF_TOL, assert_logprobs_close, make_hf_t5, padded_batch
 
 from jaxrobust import checkpoints
-from jaxrobust.models import t5
+from jaxrobust.models import t5, t5_config
 from jaxrobust.parallel import partitioning
 
 RULES = partitioning.standard_logical_axis_rules()
@@ -61,7 +61,7 @@ def test_mesh_matches_one_device(tmp_path, shape):
 
 
 def test_init_sharded_creates_split_params():
-    config = t5.get_preset("tiny")
+    config = t5_config.get_preset("tiny")
     mesh = partitioning.make_mesh(2, 4)
     params, shardings = partitioning.init_sharded(
         lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs()),

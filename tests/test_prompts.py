@@ -24,7 +24,7 @@ from parity_helpers import (
 )
 
 from jaxrobust import checkpoints
-from jaxrobust.models import llama, prompts, t5
+from jaxrobust.models import llama, llama_config, prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
 
 PREFIX_TOKENS = np.array([5, 9, 11, 7])
@@ -81,7 +81,7 @@ def test_t5_prompt_matches_hf_inputs_embeds(tmp_path, family):
 
 def test_t5_prompt_from_text_equals_prepended_tokens():
     """Right padding stays at the end either way, so padded rows compare whole."""
-    config = t5.get_preset("tiny", vocab_size=64)
+    config = t5_config.get_preset("tiny", vocab_size=64)
     params = _tiny_t5_params(config)
     enc, dec_in, _, dec_mask = padded_batch(config.vocab_size)
     prompt = _prompt(params["token_embedder"]["embedding"], PREFIX_TOKENS)
@@ -99,7 +99,7 @@ def test_t5_prompt_from_text_equals_prepended_tokens():
 
 def test_t5_combine_is_swappable():
     """`combine` decides how the prompt joins: one that ignores it equals no prompt."""
-    config = t5.get_preset("tiny", vocab_size=64)
+    config = t5_config.get_preset("tiny", vocab_size=64)
     params = _tiny_t5_params(config)
     enc, _, _, _ = padded_batch(config.vocab_size)
     prompt = jnp.ones((3, config.emb_dim))
@@ -119,7 +119,7 @@ def test_t5_combine_is_swappable():
 
 def test_llama_prompt_from_text_equals_prepended_tokens():
     """Left-padded rows: the prompt takes RoPE positions 0..P-1, tokens P onwards."""
-    config = llama.get_preset("tiny")
+    config = llama_config.get_preset("tiny")
     params = nn.meta.unbox(jax.jit(llama.init_fn(config))(jax.random.PRNGKey(0)))["params"]
     rng = np.random.RandomState(0)
     tokens = rng.randint(3, config.vocab_size, (3, 7)).astype(np.int32)

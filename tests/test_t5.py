@@ -17,7 +17,7 @@ from parity_helpers import (
 )
 
 from jaxrobust import checkpoints
-from jaxrobust.models import t5
+from jaxrobust.models import t5, t5_config
 
 
 def _hf_logits(model, enc, dec_in):
@@ -61,7 +61,9 @@ def test_hf_parity_flan_t5_small_widths_and_loss(tmp_path):
         tie_word_embeddings=False,
     )
     config, params = checkpoints.load_hf_t5(tmp_path)
-    assert config == t5.get_preset("flan-t5-small", num_encoder_layers=2, num_decoder_layers=2)
+    assert config == t5_config.get_preset(
+        "flan-t5-small", num_encoder_layers=2, num_decoder_layers=2
+    )
     enc, dec_in, targets, mask = padded_batch(config.vocab_size, enc_len=40, dec_len=9)
     ours = np.asarray(forward_fn(config)(params, enc, dec_in))
     ref = _hf_logits(hf, enc, dec_in)
@@ -197,15 +199,15 @@ def test_relative_position_buckets_match_hf():
 
 
 def test_presets_have_published_shapes():
-    xxl = t5.get_preset("flan-t5-xxl")
+    xxl = t5_config.get_preset("flan-t5-xxl")
     assert (xxl.emb_dim, xxl.num_heads, xxl.head_dim, xxl.mlp_dim) == (4096, 64, 64, 10240)
-    assert t5.get_preset("t0pp") == xxl
-    assert t5.get_preset("flan-t5-base").num_encoder_layers == 12
+    assert t5_config.get_preset("t0pp") == xxl
+    assert t5_config.get_preset("flan-t5-base").num_encoder_layers == 12
     with pytest.raises(KeyError, match="unknown T5 preset 'flan-t5-huge'"):
-        t5.get_preset("flan-t5-huge")
+        t5_config.get_preset("flan-t5-huge")
     # Parameter count of flan-t5-small (HF: 76,961,152).
     abstract = jax.eval_shape(
-        lambda: t5.T5(t5.get_preset("flan-t5-small")).init(
+        lambda: t5.T5(t5_config.get_preset("flan-t5-small")).init(
             jax.random.PRNGKey(0), *t5.dummy_inputs()
         )
     )

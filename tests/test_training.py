@@ -21,7 +21,7 @@ from flax import traverse_util
 
 from jaxrobust import checkpoints, evaluation, training
 from jaxrobust.inference.tokenizer import ByteTokenizer
-from jaxrobust.models import prompts, t5
+from jaxrobust.models import prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
 from jaxrobust.storage import records
 from jaxrobust.training import data as training_data
@@ -47,7 +47,7 @@ DATA = training_data.DataOptions(
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory) -> pathlib.Path:
     """A random tiny T5 saved as an HF directory: the checkpoint training starts from."""
-    config = t5.get_preset("tiny", vocab_size=ByteTokenizer().vocab_size)
+    config = t5_config.get_preset("tiny", vocab_size=ByteTokenizer().vocab_size)
     init = jax.jit(lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs()))
     params = nn.meta.unbox(init(jax.random.PRNGKey(0)))["params"]
     out = tmp_path_factory.mktemp("base")
@@ -176,7 +176,7 @@ def test_resume_after_kill_equals_uninterrupted(base_dir, tmp_path):
 def test_step_on_2x4_mesh_matches_one_device():
     """Loss, gradients and the parameters after one SGD step (FT: every leaf trains)."""
     # 264 rows (bytes use 259): the `model` axis of 4 must divide the vocabulary.
-    config = t5.get_preset("tiny", vocab_size=264)
+    config = t5_config.get_preset("tiny", vocab_size=264)
     init = jax.jit(lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs()))
     params = nn.meta.unbox(init(jax.random.PRNGKey(0)))["params"]
     split = training_data.split_templates(DATA)

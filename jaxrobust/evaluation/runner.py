@@ -84,7 +84,7 @@ class ModelSpec:
 
     name: str  # Label in paths, records and report rows, e.g. 'flan-t5-xl'.
     family: str = "t5"  # Architecture: 't5' or 'llama'.
-    preset: str = ""  # Preset (models/t5.py, models/llama.py); shapes for random weights.
+    preset: str = ""  # Preset (models/t5_config.py, llama_config.py); random-weight shapes.
     checkpoint: str = ""  # HF directory; '' = random weights of `preset` (tests, demos).
     tokenizer: str = ""  # '' = the checkpoint's; 'byte' = ByteTokenizer; else an HF dir.
     prompt_format: str = "none"  # prompt_formats name wrapping each input (LLaMA family).
@@ -161,20 +161,21 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
     import jax.numpy as jnp
 
     from jaxrobust import checkpoints, inference
-    from jaxrobust.models import llama, t5
+    from jaxrobust.models import llama, llama_config, t5, t5_config
     from jaxrobust.parallel import partitioning
 
     if spec.family not in ("t5", "llama"):
         raise ValueError(f"model {spec.name!r}: unknown family {spec.family!r} (t5 or llama)")
     lib = {"t5": t5, "llama": llama}[spec.family]
+    config_lib = {"t5": t5_config, "llama": llama_config}[spec.family]
     tok = _tokenizer(spec)
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
     rules = partitioning.standard_logical_axis_rules()
     dtype = jnp.dtype(spec.dtype)
     if spec.checkpoint:
-        config = lib.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
+        config = config_lib.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
     else:
-        config = lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
+        config = config_lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
     # Axes the mesh does not divide (a 32001-row vocabulary, the byte tokenizer's
     # 259) are replicated.
     rules = partitioning.fit_rules_to_dims(rules, mesh, lib.logical_dims(config))

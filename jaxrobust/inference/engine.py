@@ -60,7 +60,7 @@ from jaxrobust.inference.batching import (
     power_of_two_buckets,
     truncate_to_fit,
 )
-from jaxrobust.models import llama, t5
+from jaxrobust.models import llama_config, t5_config
 from jaxrobust.parallel import distributed, partitioning
 
 
@@ -88,13 +88,13 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) -> Any:
     """The model adapter for a config's type."""
-    if isinstance(config, t5.T5Config):
+    if isinstance(config, t5_config.T5Config):
         return inference_t5.T5Adapter(config, tokenizer)
-    if isinstance(config, llama.LlamaConfig):
+    if isinstance(config, llama_config.LlamaConfig):
         return inference_llama.LlamaAdapter(config, tokenizer, add_bos=fmt.add_bos)
     raise TypeError(
-        f"no inference adapter for {type(config).__name__}; expected t5.T5Config or "
-        "llama.LlamaConfig"
+        f"no inference adapter for {type(config).__name__}; expected t5_config.T5Config or "
+        "llama_config.LlamaConfig"
     )
 
 
@@ -102,7 +102,7 @@ class Engine:
     """Scores and generates for lists of rendered inputs; see the module docstring.
 
     Args:
-      config: a `t5.T5Config` or a `llama.LlamaConfig` (picks the adapter).
+      config: a `t5_config.T5Config` or a `llama_config.LlamaConfig` (picks the adapter).
       params: the parameter tree (host or device; placed into shardings here).
       tokenizer: `jaxrobust.inference.tokenizer` interface (`encode`, `decode`, ids).
       mesh: defaults to all devices, data-parallel (`make_mesh()`).
@@ -121,7 +121,7 @@ class Engine:
 
     def __init__(
         self,
-        config: t5.T5Config | llama.LlamaConfig,
+        config: t5_config.T5Config | llama_config.LlamaConfig,
         params: Any,
         tokenizer: Any,
         mesh: jax.sharding.Mesh | None = None,

@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrobust.models import llama, t5
+from jaxrobust.models import llama, llama_config, t5, t5_config
 
 Array = jax.Array
 NO_MATCH = -1  # The prediction of an output that names no option (an index, never a label).
@@ -80,7 +80,7 @@ def _finish(out: Array, scores: Array, option_mask: Array | None) -> tuple[Array
 
 
 def greedy_decode(
-    config: t5.T5Config,
+    config: t5_config.T5Config,
     params: Any,
     inputs: Array,
     max_new_tokens: int,
@@ -147,7 +147,7 @@ def greedy_decode(
 
 
 def greedy_decode_llama(
-    config: llama.LlamaConfig,
+    config: llama_config.LlamaConfig,
     params: Any,
     tokens: Array,
     mask: Array,

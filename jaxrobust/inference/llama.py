@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust.inference import generation
-from jaxrobust.models import llama
+from jaxrobust.models import llama, llama_config
 from jaxrobust.parallel import partitioning
 
 Array = jax.Array
@@ -136,7 +136,7 @@ def packed_layout(s: int, o: int, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def option_log_likelihoods(
-    config: llama.LlamaConfig,
+    config: llama_config.LlamaConfig,
     params: Any,
     batch: dict[str, Array],
     prefix_embeddings: Array | None = None,
@@ -189,7 +189,9 @@ def option_log_likelihoods(
     return generation.option_totals(logits, targets, tmask, average)
 
 
-def sun_option_scores(config: llama.LlamaConfig, params: Any, batch: dict[str, Array]) -> Array:
+def sun_option_scores(
+    config: llama_config.LlamaConfig, params: Any, batch: dict[str, Array]
+) -> Array:
     """Sun et al.'s scores `[B, O]`: option tokens read off the greedy decode's logits."""
     _, scores = generation.greedy_decode_llama(
         config,
@@ -203,7 +205,7 @@ def sun_option_scores(config: llama.LlamaConfig, params: Any, batch: dict[str, A
     return scores
 
 
-def pooled_states(config: llama.LlamaConfig, params: Any, batch: dict[str, Array]) -> Array:
+def pooled_states(config: llama_config.LlamaConfig, params: Any, batch: dict[str, Array]) -> Array:
     """Mean of the final (normed) states over each prompt's real tokens: `[B, D]` float32."""
     tokens, mask = batch["inputs"], jnp.asarray(batch["input_mask"], bool)
     t = tokens.shape[1]
@@ -245,7 +247,7 @@ class LlamaAdapter:
 
     def __init__(
         self,
-        config: llama.LlamaConfig,
+        config: llama_config.LlamaConfig,
         tokenizer: Any,
         add_bos: bool = True,
         option_separator: str = " ",

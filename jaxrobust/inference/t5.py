@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust.inference import generation
-from jaxrobust.models import t5
+from jaxrobust.models import t5, t5_config
 from jaxrobust.parallel import partitioning
 
 Array = jax.Array
@@ -31,7 +31,7 @@ Array = jax.Array
 
 
 def option_log_likelihoods(
-    config: t5.T5Config,
+    config: t5_config.T5Config,
     params: Any,
     batch: dict[str, Array],
     prefix_embeddings: Array | None = None,
@@ -60,7 +60,7 @@ def option_log_likelihoods(
     return generation.option_totals(logits, targets, batch["target_mask"], average)
 
 
-def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+def sun_option_scores(config: t5_config.T5Config, params: Any, batch: dict[str, Array]) -> Array:
     """Sun et al.'s option scores `[B, O]` (the mode is described in `inference.engine`)."""
     steps = batch["targets"].shape[-1]
     _, scores = generation.greedy_decode(
@@ -69,7 +69,9 @@ def sun_option_scores(config: t5.T5Config, params: Any, batch: dict[str, Array])
     return scores
 
 
-def pooled_encoder_states(config: t5.T5Config, params: Any, batch: dict[str, Array]) -> Array:
+def pooled_encoder_states(
+    config: t5_config.T5Config, params: Any, batch: dict[str, Array]
+) -> Array:
     """Mean of the final encoder states over non-pad positions: `[B, D]` float32."""
     encoded, mask = t5.T5(config).apply({"params": params}, batch["inputs"], method=t5.T5.encode)
     m = mask[..., None].astype(jnp.float32)
@@ -84,7 +86,7 @@ def pooled_encoder_states(config: t5.T5Config, params: Any, batch: dict[str, Arr
 class T5Adapter:
     """The T5-specific parts of the engine: batch layout and jittable functions."""
 
-    def __init__(self, config: t5.T5Config, tokenizer: Any = None):
+    def __init__(self, config: t5_config.T5Config, tokenizer: Any = None):
         self.config = config
         self.tokenizer = tokenizer
 

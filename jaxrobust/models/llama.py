@@ -4,8 +4,8 @@ The parameter tree follows HF `LlamaForCausalLM`'s module names with our
 layouts: `layers_3/self_attn/q_proj/kernel` is HF's
 `model.layers.3.self_attn.q_proj.weight` transposed to `[in, out]`, the
 attention kernels kept 2-D (`[embed, joined_kv]`) and reshaped to heads in the
-forward pass, as in `t5.py`. `hf_to_llama_name` / `llama_to_hf_name` are the
-whole mapping.
+forward pass, as in `t5.py`. `llama_hf.py` holds the whole HF name mapping,
+`llama_config.py` the config and presets, `layers.py` the blocks shared with T5.
 
 Rotary embeddings use HF's *rotate-half* convention: dimension `i` of a head
 is paired with `i + H/2`. Meta's original checkpoints pair `2i` with `2i+1`;
@@ -28,7 +28,6 @@ Einsum letter legend:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,93 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.models.t5 import NEG_INF, Kernel
+from jaxrobust.models import layers, llama_config
 
 Array = jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class LlamaConfig:
-    """Shape and numerics of a LLaMA model; `from_hf_config` reads HF's `config.json`."""
-
-    vocab_size: int = 32000  # V; fine-tunes that add a pad token have 32001.
-    emb_dim: int = 4096  # D, HF `hidden_size`.
-    num_heads: int = 32  # N, query heads.
-    num_kv_heads: int = 32  # K; K < N is grouped-query attention.
-    head_dim: int = 128  # H.
-    mlp_dim: int = 11008  # F, HF `intermediate_size`.
-    num_layers: int = 32
-    rope_theta: float = 10000.0  # RoPE base.
-    # Linear RoPE scaling ("position interpolation"): positions are divided by
-    # this factor. 1.0 is plain RoPE.
-    rope_scaling_factor: float = 1.0
-    layer_norm_epsilon: float = 1e-6  # RMSNorm epsilon (LLaMA-1 1e-6, LLaMA-2 1e-5).
-    max_position_embeddings: int = 2048  # Trained context; recorded, not enforced.
-    tie_word_embeddings: bool = False  # Output projection = embedding (not LLaMA's).
-    dtype: str = "float32"  # Activation dtype; parameters stay float32.
-    bos_id: int = 1
-    eos_id: int = 2
-
-    @property
-    def activation_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def kv_heads_axis(self) -> str:
-        """Logical name of the key/value heads axis of activations and the cache.
-
-        With MHA the key/value heads are the query heads (`heads`, split over
-        the model axis as in T5). With GQA there may be fewer key/value heads
-        than model-parallel devices, so they get their own name, `kv_heads`,
-        which the standard rules replicate.
-        """
-        return "heads" if self.num_kv_heads == self.num_heads else "kv_heads"
-
-    def replace(self, **kwargs: Any) -> LlamaConfig:
-        return dataclasses.replace(self, **kwargs)
-
-
-def _llama(d: int, n: int, f: int, layers: int, eps: float, max_len: int) -> LlamaConfig:
-    return LlamaConfig(
-        emb_dim=d,
-        num_heads=n,
-        num_kv_heads=n,
-        head_dim=d // n,
-        mlp_dim=f,
-        num_layers=layers,
-        layer_norm_epsilon=eps,
-        max_position_embeddings=max_len,
-    )
-
-
-# Published shapes (the `config.json` of meta-llama/Llama-2-*-hf and of the
-# LLaMA-1 HF conversions). Fine-tunes keep the shapes but may change the vocab
-# size (Alpaca and WizardLM-7B add a pad row: 32001; Chinese-Alpaca-2: 55296),
-# so real checkpoints should go through `from_hf_config`.
-PRESETS: dict[str, LlamaConfig] = {
-    "llama-1-7b": _llama(4096, 32, 11008, 32, 1e-6, 2048),
-    "llama-1-13b": _llama(5120, 40, 13824, 40, 1e-6, 2048),
-    "llama-2-7b": _llama(4096, 32, 11008, 32, 1e-5, 4096),
-    "llama-2-13b": _llama(5120, 40, 13824, 40, 1e-5, 4096),
-}
-PRESETS["chinese-alpaca-2-7b"] = PRESETS["llama-2-7b"].replace(vocab_size=55296)
-# CPU-sized, grouped-query: 4 query heads share 2 key/value heads.
-PRESETS["tiny"] = LlamaConfig(
-    vocab_size=128,
-    emb_dim=32,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-    mlp_dim=48,
-    num_layers=2,
-)
-
-
-def get_preset(name: str, **overrides: Any) -> LlamaConfig:
-    """Returns the named preset, with fields overridden."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown LLaMA preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides)
 
 
 # ---------------------------------------------------------------------------
@@ -169,7 +84,7 @@ def left_pad(
     return tokens, mask, positions
 
 
-def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
+def rope_inv_freq(config: llama_config.LlamaConfig) -> np.ndarray:
     """Inverse frequencies `[H/2]`, in float32 arithmetic as HF computes them."""
     h = config.head_dim
     exponent = np.arange(0, h, 2, dtype=np.int64).astype(np.float32) / np.float32(h)
@@ -178,7 +93,7 @@ def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
     return (inv_freq / np.float32(config.rope_scaling_factor)).astype(np.float32)
 
 
-def rope_tables(config: LlamaConfig, positions: Array) -> tuple[Array, Array]:
+def rope_tables(config: llama_config.LlamaConfig, positions: Array) -> tuple[Array, Array]:
     """(sin, cos) `[B, T, H]` for `positions` `[B, T]`, halves repeated (rotate-half)."""
     freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(config))
     emb = jnp.concatenate([freqs, freqs], axis=-1)
@@ -198,37 +113,25 @@ def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
 # ---------------------------------------------------------------------------
 
 
-class RMSNorm(nn.Module):
-    """LLaMA's RMSNorm (T5's layer norm), computed in float32."""
-
-    config: LlamaConfig
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        scale = self.param(
-            "scale",
-            nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-            (x.shape[-1],),
-            jnp.float32,
-        )
-        x32 = x.astype(jnp.float32)
-        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-        y = x32 * jax.lax.rsqrt(var + self.config.layer_norm_epsilon)
-        return (y.astype(self.config.activation_dtype) * scale).astype(self.config.activation_dtype)
+def _norm(config: llama_config.LlamaConfig) -> layers.RMSNorm:
+    """LLaMA's RMSNorm: rounded to the activation dtype before the scale (HF `LlamaRMSNorm`)."""
+    return layers.RMSNorm(
+        config.layer_norm_epsilon, config.activation_dtype, cast_before_scale=True
+    )
 
 
 class Attention(nn.Module):
     """Causal self-attention with rotary embeddings; MHA or GQA (K < N)."""
 
-    config: LlamaConfig
+    config: llama_config.LlamaConfig
 
     def setup(self):
         cfg = self.config
         d, n, k, h = cfg.emb_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = Kernel((d, n * h), ("embed", "joined_kv"))
-        self.k_proj = Kernel((d, k * h), ("embed", "joined_kv"))
-        self.v_proj = Kernel((d, k * h), ("embed", "joined_kv"))
-        self.o_proj = Kernel((n * h, d), ("joined_kv", "embed"))
+        self.q_proj = layers.Kernel((d, n * h), ("embed", "joined_kv"))
+        self.k_proj = layers.Kernel((d, k * h), ("embed", "joined_kv"))
+        self.v_proj = layers.Kernel((d, k * h), ("embed", "joined_kv"))
+        self.o_proj = layers.Kernel((n * h, d), ("joined_kv", "embed"))
 
     def __call__(
         self,
@@ -274,7 +177,7 @@ class Attention(nn.Module):
         # Query head n = kk*G + g uses key/value head kk (HF's `repeat_kv` order).
         q = q.reshape(b, t, k, n // k, h)
         scores = jnp.einsum("BTKGH,BSKH->BKGTS", q, keys).astype(jnp.float32) * h**-0.5
-        scores = jnp.where(allowed[:, None, None, :, :], scores, NEG_INF)
+        scores = jnp.where(allowed[:, None, None, :, :], scores, layers.NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         ctx = jnp.einsum("BKGTS,BSKH->BTKGH", probs, values).reshape(b, t, n, h)
         ctx = nn.with_logical_constraint(ctx, ("batch", "length", "heads", "kv"))
@@ -286,13 +189,13 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
 
-    config: LlamaConfig
+    config: llama_config.LlamaConfig
 
     def setup(self):
         cfg = self.config
-        self.gate_proj = Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"))
-        self.up_proj = Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"))
-        self.down_proj = Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"))
+        self.gate_proj = layers.Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"))
+        self.up_proj = layers.Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"))
+        self.down_proj = layers.Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"))
 
     def __call__(self, x: Array) -> Array:
         dt = self.config.activation_dtype
@@ -304,12 +207,12 @@ class Mlp(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    config: LlamaConfig
+    config: llama_config.LlamaConfig
 
     def setup(self):
-        self.input_layernorm = RMSNorm(self.config)
+        self.input_layernorm = _norm(self.config)
         self.self_attn = Attention(self.config)
-        self.post_attention_layernorm = RMSNorm(self.config)
+        self.post_attention_layernorm = _norm(self.config)
         self.mlp = Mlp(self.config)
 
     def __call__(self, x, sin, cos, allowed, cache, index):
@@ -323,7 +226,7 @@ class DecoderLayer(nn.Module):
 class Llama(nn.Module):
     """The decoder-only LM; `__call__` is both the full forward and a cached step."""
 
-    config: LlamaConfig
+    config: llama_config.LlamaConfig
 
     def setup(self):
         cfg = self.config
@@ -334,9 +237,9 @@ class Llama(nn.Module):
             jnp.float32,
         )
         self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_layers)]
-        self.norm = RMSNorm(cfg)
+        self.norm = _norm(cfg)
         if not cfg.tie_word_embeddings:
-            self.lm_head = Kernel((cfg.emb_dim, cfg.vocab_size), ("embed", "vocab"))
+            self.lm_head = layers.Kernel((cfg.emb_dim, cfg.vocab_size), ("embed", "vocab"))
 
     def embed(self, tokens: Array) -> Array:
         """Token embeddings `[B, T, D]` float32 (also how to build soft prompts from tokens)."""
@@ -415,7 +318,7 @@ class Llama(nn.Module):
         return logits.astype(jnp.float32), new_cache
 
 
-def init_cache(config: LlamaConfig, batch: int, max_length: int) -> dict[str, Any]:
+def init_cache(config: llama_config.LlamaConfig, batch: int, max_length: int) -> dict[str, Any]:
     """An empty KV cache: `index` (next slot), `mask` `[B, S]` of written real tokens,
     and per layer `k`, `v` `[B, S, K, H]` in the activation dtype."""
     shape = (batch, max_length, config.num_kv_heads, config.head_dim)
@@ -431,7 +334,7 @@ def init_cache(config: LlamaConfig, batch: int, max_length: int) -> dict[str, An
     return cache
 
 
-def cache_logical_axes(config: LlamaConfig) -> dict[str, Any]:
+def cache_logical_axes(config: llama_config.LlamaConfig) -> dict[str, Any]:
     """Logical axis names of `init_cache`'s tree (for `partitioning.logical_to_shardings`)."""
     kv = ("batch", "length", config.kv_heads_axis, "kv")
     axes: dict[str, Any] = {"index": (), "mask": ("batch", "length")}
@@ -440,7 +343,7 @@ def cache_logical_axes(config: LlamaConfig) -> dict[str, Any]:
     return axes
 
 
-def logical_dims(config: LlamaConfig) -> dict[str, tuple[int, ...]]:
+def logical_dims(config: llama_config.LlamaConfig) -> dict[str, tuple[int, ...]]:
     """Every size each logical axis takes (for `partitioning.fit_rules_to_dims`)."""
     return {
         "vocab": (config.vocab_size,),
@@ -459,166 +362,12 @@ def dummy_inputs(batch: int = 1, length: int = 4) -> tuple[np.ndarray, np.ndarra
     return tokens, positions, np.ones((batch, length), bool)
 
 
-def init_fn(config: LlamaConfig):
+def init_fn(config: llama_config.LlamaConfig):
     """`rng -> variables`, for `partitioning.init_sharded` and `jax.eval_shape`."""
     return lambda rng: Llama(config).init(rng, *dummy_inputs())
 
 
-def param_logical_axes(config: LlamaConfig) -> Any:
+def param_logical_axes(config: llama_config.LlamaConfig) -> Any:
     """The logical axis names of every parameter, as a tree like the params."""
     abstract = jax.eval_shape(init_fn(config), jax.random.PRNGKey(0))
     return nn.get_partition_spec(abstract)["params"]
-
-
-# ---------------------------------------------------------------------------
-# HF config.json.
-# ---------------------------------------------------------------------------
-
-
-def _rope_from_hf(hf: dict[str, Any]) -> tuple[float, float]:
-    """(theta, linear factor) from transformers >= 5 `rope_parameters` or the
-    older top-level `rope_theta` + `rope_scaling`."""
-    params = hf.get("rope_parameters") or {}
-    scaling = params if ("rope_type" in params or "type" in params) else {}
-    scaling = scaling or hf.get("rope_scaling") or {}
-    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
-    kind = scaling.get("rope_type", scaling.get("type", "default"))
-    if kind == "default":
-        return float(theta), 1.0
-    if kind == "linear":
-        return float(theta), float(scaling["factor"])
-    raise ValueError(f"RoPE type {kind!r} is not supported (only 'default' and 'linear')")
-
-
-def from_hf_config(hf: dict[str, Any], **overrides: Any) -> LlamaConfig:
-    """A `LlamaConfig` from an HF LLaMA `config.json` dictionary (any vocab size)."""
-    problems = []
-    if hf.get("hidden_act", "silu") != "silu":
-        problems.append(f"hidden_act={hf['hidden_act']!r} (expected 'silu')")
-    for flag in ("attention_bias", "mlp_bias"):
-        if hf.get(flag):
-            problems.append(f"{flag}=true (LLaMA has no biases)")
-    if problems:
-        raise ValueError("unsupported LLaMA config: " + "; ".join(problems))
-    theta, factor = _rope_from_hf(hf)
-    n = hf["num_attention_heads"]
-    eos = hf.get("eos_token_id", 2)
-    kwargs = dict(
-        vocab_size=hf["vocab_size"],
-        emb_dim=hf["hidden_size"],
-        num_heads=n,
-        num_kv_heads=hf.get("num_key_value_heads") or n,
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // n,
-        mlp_dim=hf["intermediate_size"],
-        num_layers=hf["num_hidden_layers"],
-        rope_theta=theta,
-        rope_scaling_factor=factor,
-        layer_norm_epsilon=hf.get("rms_norm_eps", 1e-6),
-        max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-        bos_id=hf.get("bos_token_id") if hf.get("bos_token_id") is not None else 1,
-        eos_id=(eos[0] if isinstance(eos, list) else eos) if eos is not None else 2,
-    )
-    kwargs.update(overrides)
-    return LlamaConfig(**kwargs)
-
-
-def to_hf_config(config: LlamaConfig) -> dict[str, Any]:
-    """The HF `config.json` fields that describe `config`.
-
-    RoPE is written both as transformers >= 5 `rope_parameters` and as the
-    older `rope_theta` / `rope_scaling`, so older readers get the same model.
-    """
-    linear = config.rope_scaling_factor != 1.0
-    rope_parameters: dict[str, Any] = {
-        "rope_type": "linear" if linear else "default",
-        "rope_theta": config.rope_theta,
-    }
-    if linear:
-        rope_parameters["factor"] = config.rope_scaling_factor
-    return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.emb_dim,
-        "num_attention_heads": config.num_heads,
-        "num_key_value_heads": config.num_kv_heads,
-        "head_dim": config.head_dim,
-        "intermediate_size": config.mlp_dim,
-        "num_hidden_layers": config.num_layers,
-        "hidden_act": "silu",
-        "rms_norm_eps": config.layer_norm_epsilon,
-        "max_position_embeddings": config.max_position_embeddings,
-        "rope_parameters": rope_parameters,
-        "rope_theta": config.rope_theta,
-        "rope_scaling": {"type": "linear", "factor": config.rope_scaling_factor}
-        if linear
-        else None,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "attention_bias": False,
-        "mlp_bias": False,
-        "bos_token_id": config.bos_id,
-        "eos_token_id": config.eos_id,
-        "pad_token_id": None,
-    }
-
-
-# ---------------------------------------------------------------------------
-# HF <-> ours parameter names.
-# ---------------------------------------------------------------------------
-
-_LAYER_KERNELS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
-_LAYER_NORMS = ("input_layernorm", "post_attention_layernorm")
-
-
-def hf_to_llama_name(config: LlamaConfig, hf_name: str) -> tuple[str, bool] | None:
-    """Maps an HF LLaMA tensor name to (our path, transpose?); None for tensors to skip.
-
-    Skipped: `lm_head.weight` of a tied model (a copy of the embedding) and the
-    `rotary_emb.inv_freq` buffers older checkpoints saved (recomputed here).
-    Raises KeyError for names that belong to no parameter.
-    """
-    if hf_name == "model.embed_tokens.weight":
-        return "embed_tokens", False
-    if hf_name == "model.norm.weight":
-        return "norm/scale", False
-    if hf_name == "lm_head.weight":
-        return None if config.tie_word_embeddings else ("lm_head/kernel", True)
-    parts = hf_name.split(".")
-    if len(parts) < 5 or parts[:2] != ["model", "layers"] or not parts[2].isdigit():
-        raise KeyError(hf_name)
-    layer, rest = int(parts[2]), ".".join(parts[3:])
-    if layer >= config.num_layers:
-        raise KeyError(hf_name)
-    if rest == "self_attn.rotary_emb.inv_freq":
-        return None
-    if rest.endswith(".weight"):
-        module = rest[: -len(".weight")]
-        if module in _LAYER_KERNELS:
-            return f"layers_{layer}/{module.replace('.', '/')}/kernel", True
-        if module in _LAYER_NORMS:
-            return f"layers_{layer}/{module}/scale", False
-    raise KeyError(hf_name)
-
-
-def llama_to_hf_name(config: LlamaConfig, path: str) -> tuple[str, bool]:
-    """The inverse of `hf_to_llama_name`: (HF name, transpose?) for one of our paths."""
-    if path == "embed_tokens":
-        return "model.embed_tokens.weight", False
-    if path == "norm/scale":
-        return "model.norm.weight", False
-    if path == "lm_head/kernel":
-        return "lm_head.weight", True
-    parts = path.split("/")
-    layer = int(parts[0].split("_")[1])
-    if parts[-1] == "scale":
-        return f"model.layers.{layer}.{parts[1]}.weight", False
-    return f"model.layers.{layer}.{'.'.join(parts[1:-1])}.weight", True

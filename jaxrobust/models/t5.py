@@ -3,7 +3,9 @@
 The parameter tree is T5X's (`t5x/examples/t5/network.py`): the same module
 names and the same shapes, attention kernels stored 2-D as `[embed, joined_kv]`
 and reshaped to heads inside the forward pass. A T5X checkpoint therefore loads
-with no renaming; HF checkpoints go through `jaxrobust.checkpoints`.
+with no renaming; HF checkpoints go through `jaxrobust.checkpoints`, which
+renames with `t5_hf.py`. The config and its presets are in `t5_config.py`,
+the blocks shared with LLaMA (kernels, RMS norm) in `layers.py`.
 
 Einsum letter legend:
   B batch, T query length, S key length, N heads, H head dim, D model dim,
@@ -17,9 +19,7 @@ being copied O times.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -27,110 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.models import prompts
+from jaxrobust.models import layers, prompts, t5_config
 
 Array = jax.Array
-# Additive attention bias for masked keys. Large but finite, so a row whose keys
-# are all masked stays finite (T5X uses the same value).
-NEG_INF = -1e10
-
-
-@dataclasses.dataclass(frozen=True)
-class T5Config:
-    """Shape and numerics of a T5 model; field names follow T5X's `T5Config`."""
-
-    vocab_size: int = 32128  # Vocabulary rows of `token_embedder/embedding`.
-    emb_dim: int = 512  # D, the model width.
-    num_heads: int = 6  # N.
-    num_encoder_layers: int = 8
-    num_decoder_layers: int = 8
-    head_dim: int = 64  # H; N*H need not equal D.
-    mlp_dim: int = 1024  # F.
-    # ('gelu', 'linear') is T5 v1.1's gated GELU; ('relu',) is T5 v1.0.
-    mlp_activations: tuple[str, ...] = ("gelu", "linear")
-    # T5 v1.0 ties the output projection to the input embedding and scales the
-    # decoder output by D**-0.5 first; v1.1 has its own `logits_dense`.
-    logits_via_embedding: bool = False
-    relative_attention_num_buckets: int = 32
-    relative_attention_max_distance: int = 128
-    layer_norm_epsilon: float = 1e-6
-    dtype: str = "float32"  # Activation dtype; parameters stay float32.
-    pad_id: int = 0  # Also the decoder's start token, as in T5.
-    eos_id: int = 1
-
-    @property
-    def activation_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    def replace(self, **kwargs: Any) -> T5Config:
-        return dataclasses.replace(self, **kwargs)
-
-
-def _v1_1(d: int, n: int, h: int, f: int, layers: int) -> T5Config:
-    return T5Config(
-        emb_dim=d,
-        num_heads=n,
-        head_dim=h,
-        mlp_dim=f,
-        num_encoder_layers=layers,
-        num_decoder_layers=layers,
-    )
-
-
-# Published shapes (HF `config.json` of each checkpoint; T5X gin files).
-PRESETS: dict[str, T5Config] = {
-    "t5-v1_1-small": _v1_1(512, 6, 64, 1024, 8),
-    "t5-v1_1-base": _v1_1(768, 12, 64, 2048, 12),
-    "t5-v1_1-large": _v1_1(1024, 16, 64, 2816, 24),
-    "t5-v1_1-xl": _v1_1(2048, 32, 64, 5120, 24),
-    "t5-v1_1-xxl": _v1_1(4096, 64, 64, 10240, 24),
-    "t5-small": T5Config(
-        emb_dim=512,
-        num_heads=8,
-        head_dim=64,
-        mlp_dim=2048,
-        num_encoder_layers=6,
-        num_decoder_layers=6,
-        mlp_activations=("relu",),
-        logits_via_embedding=True,
-    ),
-}
-PRESETS["flan-t5-small"] = PRESETS["t5-v1_1-small"]
-PRESETS["flan-t5-base"] = PRESETS["t5-v1_1-base"]
-PRESETS["flan-t5-large"] = PRESETS["t5-v1_1-large"]
-PRESETS["flan-t5-xl"] = PRESETS["t5-v1_1-xl"]
-PRESETS["flan-t5-xxl"] = PRESETS["t5-v1_1-xxl"]
-# T0 is T5 v1.1 LM-adapted: the same shapes as t5-v1_1-xl / -xxl.
-PRESETS["t0-3b"] = PRESETS["t5-v1_1-xl"]
-PRESETS["t0pp"] = PRESETS["t5-v1_1-xxl"]
-# Test-sized models: the widths of the T5X test checkpoint, and a CPU-sized one.
-PRESETS["tiny"] = T5Config(
-    vocab_size=512,
-    emb_dim=32,
-    num_heads=4,
-    head_dim=8,
-    mlp_dim=64,
-    num_encoder_layers=2,
-    num_decoder_layers=2,
-)
-# The built-in study's model (jaxrobust/study), trained from scratch on 2 CPU cores
-# in minutes; its vocabulary is the study's BPE (vocab_size is overridden by it).
-PRESETS["study-small"] = T5Config(
-    vocab_size=1024,
-    emb_dim=64,
-    num_heads=4,
-    head_dim=16,
-    mlp_dim=128,
-    num_encoder_layers=2,
-    num_decoder_layers=2,
-)
-
-
-def get_preset(name: str, **overrides: Any) -> T5Config:
-    """Returns the named preset, with fields overridden."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown T5 preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides)
 
 
 # ---------------------------------------------------------------------------
@@ -172,7 +71,7 @@ class RelativePositionBiases(nn.Module):
     every layer of the stack adds the same bias.
     """
 
-    config: T5Config
+    config: t5_config.T5Config
     bidirectional: bool
 
     @nn.compact
@@ -209,43 +108,9 @@ class RelativePositionBiases(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-class LayerNorm(nn.Module):
-    """T5's RMS layer norm (no mean, no bias), computed in float32."""
-
-    config: T5Config
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        scale = self.param(
-            "scale",
-            nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-            (x.shape[-1],),
-            jnp.float32,
-        )
-        x32 = x.astype(jnp.float32)
-        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-        y = x32 * jax.lax.rsqrt(var + self.config.layer_norm_epsilon)
-        return (y * scale).astype(self.config.activation_dtype)
-
-
-class Kernel(nn.Module):
-    """A 2-D dense kernel `[in, out]` with logical axes; the caller reshapes it."""
-
-    shape: tuple[int, int]
-    axes: tuple[str, str]
-    scale: float = 1.0
-
-    @nn.compact
-    def __call__(self) -> Array:
-        return self.param(
-            "kernel",
-            nn.with_logical_partitioning(
-                nn.initializers.variance_scaling(self.scale, "fan_in", "truncated_normal"),
-                self.axes,
-            ),
-            self.shape,
-            jnp.float32,
-        )
+def _norm(config: t5_config.T5Config) -> layers.RMSNorm:
+    """T5's layer norm: an RMS norm cast to the activation dtype after the scale."""
+    return layers.RMSNorm(config.layer_norm_epsilon, config.activation_dtype)
 
 
 class Attention(nn.Module):
@@ -255,17 +120,17 @@ class Attention(nn.Module):
     query initialisation), and neither do we.
     """
 
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
         cfg = self.config
         d, j = cfg.emb_dim, cfg.num_heads * cfg.head_dim
-        self.query = Kernel((d, j), ("embed", "joined_kv"), scale=1.0 / cfg.head_dim)
-        self.key = Kernel((d, j), ("embed", "joined_kv"))
-        self.value = Kernel((d, j), ("embed", "joined_kv"))
-        self.out = Kernel((j, d), ("joined_kv", "embed"))
+        self.query = layers.Kernel((d, j), ("embed", "joined_kv"), scale=1.0 / cfg.head_dim)
+        self.key = layers.Kernel((d, j), ("embed", "joined_kv"))
+        self.value = layers.Kernel((d, j), ("embed", "joined_kv"))
+        self.out = layers.Kernel((j, d), ("joined_kv", "embed"))
 
-    def _heads(self, kernel: Kernel) -> Array:
+    def _heads(self, kernel: layers.Kernel) -> Array:
         cfg = self.config
         w = kernel().astype(cfg.activation_dtype)
         return w.reshape(cfg.emb_dim, cfg.num_heads, cfg.head_dim)  # [D, N, H]
@@ -313,7 +178,7 @@ _ACTIVATIONS = {
 class MlpBlock(nn.Module):
     """T5 feed-forward: `wi` (one activation) or `wi_0`, `wi_1`, ... (gated)."""
 
-    config: T5Config
+    config: t5_config.T5Config
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -322,11 +187,11 @@ class MlpBlock(nn.Module):
         h = None
         for i, act in enumerate(acts):
             name = "wi" if len(acts) == 1 else f"wi_{i}"
-            w = Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"), name=name)()
+            w = layers.Kernel((cfg.emb_dim, cfg.mlp_dim), ("embed", "mlp"), name=name)()
             hi = _ACTIVATIONS[act](jnp.einsum("BTD,DF->BTF", x, w.astype(cfg.activation_dtype)))
             h = hi if h is None else h * hi
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
-        wo = Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"), name="wo")()
+        wo = layers.Kernel((cfg.mlp_dim, cfg.emb_dim), ("mlp", "embed"), name="wo")()
         y = jnp.einsum("BTF,FD->BTD", h, wo.astype(cfg.activation_dtype))
         return nn.with_logical_constraint(y, ("batch", "length", "embed"))
 
@@ -334,7 +199,7 @@ class MlpBlock(nn.Module):
 class Embed(nn.Module):
     """Token embedding `[V, D]`, also the tied output projection of T5 v1.0."""
 
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
         cfg = self.config
@@ -362,12 +227,12 @@ class Embed(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
-        self.pre_attention_layer_norm = LayerNorm(self.config)
+        self.pre_attention_layer_norm = _norm(self.config)
         self.attention = Attention(self.config)
-        self.pre_mlp_layer_norm = LayerNorm(self.config)
+        self.pre_mlp_layer_norm = _norm(self.config)
         self.mlp = MlpBlock(self.config)
 
     def __call__(self, x: Array, bias: Array) -> Array:
@@ -378,34 +243,34 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
         cfg = self.config
         self.relpos_bias = RelativePositionBiases(cfg, bidirectional=True)
         self.layers = [EncoderLayer(cfg) for _ in range(cfg.num_encoder_layers)]
-        self.encoder_norm = LayerNorm(cfg)
+        self.encoder_norm = _norm(cfg)
 
     def __call__(self, x: Array, mask: Array) -> Array:
         """Encodes embeddings `x` `[B, S, D]` with key mask `[B, S]` -> `[B, S, D]`."""
         s = x.shape[1]
         bias = self.relpos_bias(jnp.arange(s)[None, :], s)  # [1, N, S, S], shared by layers.
-        bias = bias + jnp.where(mask[:, None, None, :], 0.0, NEG_INF).astype(bias.dtype)
+        bias = bias + jnp.where(mask[:, None, None, :], 0.0, layers.NEG_INF).astype(bias.dtype)
         for layer in self.layers:
             x = layer(x, bias)
         return self.encoder_norm(x)
 
 
 class DecoderLayer(nn.Module):
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
         cfg = self.config
-        self.pre_self_attention_layer_norm = LayerNorm(cfg)
+        self.pre_self_attention_layer_norm = _norm(cfg)
         self.self_attention = Attention(cfg)
-        self.pre_cross_attention_layer_norm = LayerNorm(cfg)
+        self.pre_cross_attention_layer_norm = _norm(cfg)
         self.encoder_decoder_attention = Attention(cfg)
-        self.pre_mlp_layer_norm = LayerNorm(cfg)
+        self.pre_mlp_layer_norm = _norm(cfg)
         self.mlp = MlpBlock(cfg)
 
     def __call__(
@@ -437,16 +302,16 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    config: T5Config
+    config: t5_config.T5Config
     embedder: Embed
 
     def setup(self):
         cfg = self.config
         self.relpos_bias = RelativePositionBiases(cfg, bidirectional=False)
         self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers)]
-        self.decoder_norm = LayerNorm(cfg)
+        self.decoder_norm = _norm(cfg)
         if not cfg.logits_via_embedding:
-            self.logits_dense = Kernel((cfg.emb_dim, cfg.vocab_size), ("embed", "vocab"))
+            self.logits_dense = layers.Kernel((cfg.emb_dim, cfg.vocab_size), ("embed", "vocab"))
 
     def cross_kv(self, encoded: Array) -> list[tuple[Array, Array]]:
         """Per-layer cross-attention keys/values of `encoded` `[B, S, D]`."""
@@ -462,7 +327,7 @@ class Decoder(nn.Module):
         """Decoder logits.
 
         Args:
-          tokens: `[B*O, T]` decoder input tokens (shifted right, start token 0).
+          tokens: `[B*O, T]` decoder input tokens (`layers.shift_right` of the targets).
           cross_kv: from `cross_kv`, each `[B, S, N, H]`.
           encoder_mask: `[B, S]`, True on real encoder positions.
           cache: None for a full (teacher-forced) forward, else from
@@ -486,8 +351,8 @@ class Decoder(nn.Module):
             key_length = cache["layers_0"]["k"].shape[1]
         self_bias = self.relpos_bias(positions, key_length)  # [1, N, T, S]
         causal = jnp.arange(key_length)[None, None, None, :] <= positions[:, None, :, None]
-        self_bias = self_bias + jnp.where(causal, 0.0, NEG_INF).astype(self_bias.dtype)
-        cross_bias = jnp.where(encoder_mask[:, None, None, :], 0.0, NEG_INF)
+        self_bias = self_bias + jnp.where(causal, 0.0, layers.NEG_INF).astype(self_bias.dtype)
+        cross_bias = jnp.where(encoder_mask[:, None, None, :], 0.0, layers.NEG_INF)
 
         new_cache = None if cache is None else {"index": index + t}
         for i, layer in enumerate(self.layers):
@@ -511,7 +376,7 @@ class Decoder(nn.Module):
 class T5(nn.Module):
     """The whole encoder-decoder; `__call__` is the teacher-forced forward."""
 
-    config: T5Config
+    config: t5_config.T5Config
 
     def setup(self):
         self.token_embedder = Embed(self.config)
@@ -575,7 +440,7 @@ class T5(nn.Module):
         return self.decode(encoded, mask, decoder_input_tokens)[0]
 
 
-def init_cache(config: T5Config, batch: int, max_length: int) -> dict[str, Any]:
+def init_cache(config: t5_config.T5Config, batch: int, max_length: int) -> dict[str, Any]:
     """An empty decoder self-attention KV cache for `batch` rows of `max_length`."""
     shape = (batch, max_length, config.num_heads, config.head_dim)
     cache: dict[str, Any] = {"index": jnp.zeros((), jnp.int32)}
@@ -587,7 +452,7 @@ def init_cache(config: T5Config, batch: int, max_length: int) -> dict[str, Any]:
     return cache
 
 
-def cache_logical_axes(config: T5Config) -> dict[str, Any]:
+def cache_logical_axes(config: t5_config.T5Config) -> dict[str, Any]:
     """Logical axis names of `init_cache`'s tree (for shardings)."""
     axes: dict[str, Any] = {"index": ()}
     for i in range(config.num_decoder_layers):
@@ -603,7 +468,7 @@ def dummy_inputs(batch: int = 1, length: int = 4) -> tuple[np.ndarray, np.ndarra
     return np.ones((batch, length), np.int32), np.ones((batch, length), np.int32)
 
 
-def logical_dims(config: T5Config) -> dict[str, tuple[int, ...]]:
+def logical_dims(config: t5_config.T5Config) -> dict[str, tuple[int, ...]]:
     """Every size each logical axis takes (for `partitioning.fit_rules_to_dims`)."""
     return {
         "vocab": (config.vocab_size,),
@@ -614,168 +479,7 @@ def logical_dims(config: T5Config) -> dict[str, tuple[int, ...]]:
     }
 
 
-def param_logical_axes(config: T5Config) -> Any:
+def param_logical_axes(config: t5_config.T5Config) -> Any:
     """The logical axis names of every parameter, as a tree like the params."""
     abstract = jax.eval_shape(lambda: T5(config).init(jax.random.PRNGKey(0), *dummy_inputs()))
     return nn.get_partition_spec(abstract)["params"]
-
-
-def from_hf_config(hf: dict[str, Any], **overrides: Any) -> T5Config:
-    """A `T5Config` from an HF T5 `config.json` dictionary."""
-    proj = hf.get("feed_forward_proj", "relu")
-    if proj.startswith("gated-"):
-        act = proj[len("gated-") :]
-        acts: Sequence[str] = (act, "linear")
-    else:
-        acts = (proj,)
-    kwargs = dict(
-        vocab_size=hf["vocab_size"],
-        emb_dim=hf["d_model"],
-        num_heads=hf["num_heads"],
-        head_dim=hf["d_kv"],
-        mlp_dim=hf["d_ff"],
-        num_encoder_layers=hf["num_layers"],
-        num_decoder_layers=hf.get("num_decoder_layers") or hf["num_layers"],
-        mlp_activations=tuple(acts),
-        # transformers >= 5 always writes `tie_word_embeddings: true` and records
-        # T5 v1.0's output scaling as `scale_decoder_outputs`; older configs use
-        # `tie_word_embeddings: false` for v1.1.
-        logits_via_embedding=hf.get("scale_decoder_outputs", hf.get("tie_word_embeddings", True)),
-        relative_attention_num_buckets=hf.get("relative_attention_num_buckets", 32),
-        relative_attention_max_distance=hf.get("relative_attention_max_distance", 128),
-        layer_norm_epsilon=hf.get("layer_norm_epsilon", 1e-6),
-        pad_id=hf.get("pad_token_id", 0) or 0,
-        eos_id=hf.get("eos_token_id", 1) if hf.get("eos_token_id") is not None else 1,
-    )
-    kwargs.update(overrides)
-    return T5Config(**kwargs)
-
-
-def to_hf_config(config: T5Config) -> dict[str, Any]:
-    """The HF `config.json` fields that describe `config`."""
-    acts = config.mlp_activations
-    if len(acts) == 2 and acts[1] == "linear":
-        proj, act = f"gated-{acts[0] if acts[0] != 'gelu' else 'gelu'}", acts[0]
-    elif len(acts) == 1:
-        proj, act = acts[0], acts[0]
-    else:
-        raise ValueError(f"mlp_activations {acts} have no HF equivalent")
-    return {
-        "architectures": ["T5ForConditionalGeneration"],
-        "model_type": "t5",
-        "vocab_size": config.vocab_size,
-        "d_model": config.emb_dim,
-        "d_kv": config.head_dim,
-        "d_ff": config.mlp_dim,
-        "num_layers": config.num_encoder_layers,
-        "num_decoder_layers": config.num_decoder_layers,
-        "num_heads": config.num_heads,
-        "relative_attention_num_buckets": config.relative_attention_num_buckets,
-        "relative_attention_max_distance": config.relative_attention_max_distance,
-        "feed_forward_proj": proj,
-        "dense_act_fn": "gelu_new" if act == "gelu" else act,
-        "is_gated_act": len(acts) == 2,
-        "tie_word_embeddings": config.logits_via_embedding,
-        "layer_norm_epsilon": config.layer_norm_epsilon,
-        "pad_token_id": config.pad_id,
-        "eos_token_id": config.eos_id,
-        "decoder_start_token_id": config.pad_id,
-        "dropout_rate": 0.0,
-        "is_encoder_decoder": True,
-    }
-
-
-# ---------------------------------------------------------------------------
-# HF <-> T5X parameter names.
-# ---------------------------------------------------------------------------
-
-_HF_ATTN = {"q": "query", "k": "key", "v": "value", "o": "out"}
-
-
-def hf_to_t5x_name(config: T5Config, hf_name: str) -> tuple[str, bool] | None:
-    """Maps an HF T5 tensor name to (T5X path, transpose?); None for tied copies.
-
-    HF stores `nn.Linear` weights `[out, in]` and `relative_attention_bias` as
-    `[buckets, N]`; T5X stores `[in, out]` and `[N, buckets]`: all 2-D tensors
-    but the embedding are transposed.
-    """
-    parts = hf_name.split(".")
-    if hf_name == "shared.weight":
-        return "token_embedder/embedding", False
-    if hf_name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
-        return None  # Tied copies of `shared.weight`.
-    if hf_name == "lm_head.weight":
-        if config.logits_via_embedding:
-            return None
-        return "decoder/logits_dense/kernel", True
-    if parts[0] in ("encoder", "decoder") and parts[1] == "final_layer_norm":
-        return f"{parts[0]}/{parts[0]}_norm/scale", False
-    if parts[0] not in ("encoder", "decoder") or parts[1] != "block" or parts[3] != "layer":
-        raise KeyError(hf_name)
-    stack, block, sub = parts[0], int(parts[2]), int(parts[4])
-    rest = parts[5:]
-    prefix = f"{stack}/layers_{block}"
-    if stack == "encoder":
-        attn_names = {0: ("attention", "pre_attention_layer_norm")}
-        mlp_sub = 1
-    else:
-        attn_names = {
-            0: ("self_attention", "pre_self_attention_layer_norm"),
-            1: ("encoder_decoder_attention", "pre_cross_attention_layer_norm"),
-        }
-        mlp_sub = 2
-    if sub in attn_names:
-        attn, norm = attn_names[sub]
-        if rest == ["layer_norm", "weight"]:
-            return f"{prefix}/{norm}/scale", False
-        if rest[1] == "relative_attention_bias":
-            if block != 0:
-                raise KeyError(hf_name)
-            return f"{stack}/relpos_bias/rel_embedding", True
-        if rest[0] in ("SelfAttention", "EncDecAttention") and rest[1] in _HF_ATTN:
-            return f"{prefix}/{attn}/{_HF_ATTN[rest[1]]}/kernel", True
-    if sub == mlp_sub:
-        if rest == ["layer_norm", "weight"]:
-            return f"{prefix}/pre_mlp_layer_norm/scale", False
-        if rest[0] == "DenseReluDense" and rest[2] == "weight":
-            return f"{prefix}/mlp/{rest[1]}/kernel", True
-    raise KeyError(hf_name)
-
-
-def t5x_to_hf_names(config: T5Config, path: str) -> list[tuple[str, bool]]:
-    """The inverse of `hf_to_t5x_name`: HF names (with tied copies) for a path."""
-    if path == "token_embedder/embedding":
-        names = ["shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
-        if config.logits_via_embedding:
-            names.append("lm_head.weight")
-        return [(n, False) for n in names]
-    if path == "decoder/logits_dense/kernel":
-        return [("lm_head.weight", True)]
-    parts = path.split("/")
-    stack = parts[0]
-    if parts[1] == f"{stack}_norm":
-        return [(f"{stack}.final_layer_norm.weight", False)]
-    if parts[1] == "relpos_bias":
-        attn = "SelfAttention"
-        return [(f"{stack}.block.0.layer.0.{attn}.relative_attention_bias.weight", True)]
-    block = int(parts[1].split("_")[1])
-    module = parts[2]
-    base = f"{stack}.block.{block}.layer"
-    inv = {v: k for k, v in _HF_ATTN.items()}
-    table = {
-        "pre_attention_layer_norm": (0, "layer_norm"),
-        "pre_self_attention_layer_norm": (0, "layer_norm"),
-        "pre_cross_attention_layer_norm": (1, "layer_norm"),
-        "pre_mlp_layer_norm": (1 if stack == "encoder" else 2, "layer_norm"),
-    }
-    if module in table:
-        sub, name = table[module]
-        return [(f"{base}.{sub}.{name}.weight", False)]
-    if module in ("attention", "self_attention"):
-        return [(f"{base}.0.SelfAttention.{inv[parts[3]]}.weight", True)]
-    if module == "encoder_decoder_attention":
-        return [(f"{base}.1.EncDecAttention.{inv[parts[3]]}.weight", True)]
-    if module == "mlp":
-        sub = 1 if stack == "encoder" else 2
-        return [(f"{base}.{sub}.DenseReluDense.{parts[3]}.weight", True)]
-    raise KeyError(path)

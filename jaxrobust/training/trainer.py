@@ -58,7 +58,7 @@ import optax
 from flax import traverse_util
 
 from jaxrobust import checkpoints, evaluation, inference
-from jaxrobust.models import prompts, t5
+from jaxrobust.models import prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
 from jaxrobust.training.data import (
     DataOptions,
@@ -119,7 +119,7 @@ class TrainOptions:
 # ---------------------------------------------------------------------------
 
 
-def load_base_model(spec: evaluation.ModelSpec, mesh, rules) -> tuple[t5.T5Config, Any, Any]:
+def load_base_model(spec: evaluation.ModelSpec, mesh, rules) -> tuple[t5_config.T5Config, Any, Any]:
     """(config, params in their shardings, tokenizer) of the model to train from."""
     from jaxrobust.inference import tokenizer as tokenizer_lib
 
@@ -130,11 +130,11 @@ def load_base_model(spec: evaluation.ModelSpec, mesh, rules) -> tuple[t5.T5Confi
     else:
         tok = tokenizer_lib.HFTokenizer(spec.tokenizer or spec.checkpoint)
     if spec.checkpoint:
-        config = t5.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
+        config = t5_config.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
         shardings = partitioning.logical_to_shardings(t5.param_logical_axes(config), mesh, rules)
         config, params = checkpoints.load_hf_t5(spec.checkpoint, shardings=shardings)
         return config, params, tok
-    config = t5.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
+    config = t5_config.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
     init = lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs())  # noqa: E731
     params, _ = partitioning.init_sharded(init, jax.random.PRNGKey(spec.seed), mesh, rules)
     return config, params, tok
@@ -191,14 +191,16 @@ def make_optimizer(options: TrainOptions, mask: Any) -> optax.GradientTransforma
     )
 
 
-def _pooled(config: t5.T5Config, model_params: Any, inputs: Array, prompt: Array | None) -> Array:
+def _pooled(
+    config: t5_config.T5Config, model_params: Any, inputs: Array, prompt: Array | None
+) -> Array:
     """Mean final encoder states over attended positions (prompt included): `[N, D]`."""
     encoded, mask = t5.T5(config).apply({"params": model_params}, inputs, prompt, method="encode")
     m = mask[..., None].astype(jnp.float32)
     return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
 
 
-def _target_log_probs(config: t5.T5Config, model_params: Any, flat: dict, prompt) -> Array:
+def _target_log_probs(config: t5_config.T5Config, model_params: Any, flat: dict, prompt) -> Array:
     """Teacher-forced log-probabilities `[N, L, V]` of the one target per row."""
     model = t5.T5(config)
     targets = flat["targets"][:, 0]
@@ -208,7 +210,11 @@ def _target_log_probs(config: t5.T5Config, model_params: Any, flat: dict, prompt
 
 
 def losses(
-    config: t5.T5Config, params: Any, batch: dict[str, Array], opts: LossOptions, generation=False
+    config: t5_config.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    opts: LossOptions,
+    generation=False,
 ) -> tuple[Array, dict[str, Array]]:
     """The weighted loss and its terms for a paraphrase batch (see the module docstring).
 

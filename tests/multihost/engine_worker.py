@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from jaxrobust import inference  # noqa: E402
 from jaxrobust.inference.tokenizer import ByteTokenizer  # noqa: E402
-from jaxrobust.models import t5  # noqa: E402
+from jaxrobust.models import t5, t5_config  # noqa: E402
 from jaxrobust.parallel import partitioning  # noqa: E402
 
 EXAMPLES = [
@@ -39,7 +39,7 @@ EXAMPLES = [
 SHARES = {1: [range(0, 8)], 2: [range(0, 5), range(5, 8)]}
 
 tok = ByteTokenizer()
-config = t5.get_preset("tiny", vocab_size=264)  # >= 259 bytes, divisible by the mesh
+config = t5_config.get_preset("tiny", vocab_size=264)  # >= 259 bytes, divisible by the mesh
 variables = t5.T5(config).init(jax.random.PRNGKey(0), *t5.dummy_inputs())
 params = jax.tree_util.tree_map(
     lambda x: np.asarray(x.value if hasattr(x, "value") else x),
