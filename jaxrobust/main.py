@@ -89,7 +89,7 @@ def score(args: argparse.Namespace) -> int:
 
     from jaxrobust import checkpoints
     from jaxrobust.inference.tokenizer import ByteTokenizer, HFTokenizer
-    from jaxrobust.models import t5, t5_config
+    from jaxrobust.models import layers, t5, t5_config
 
     if args.checkpoint:
         config, params = checkpoints.load_hf_t5(args.checkpoint)
@@ -116,7 +116,7 @@ def score(args: argparse.Namespace) -> int:
     ]
     length = max(len(t) for row in targets for t in row)
     tgt = np.stack([_pad(row, length) for row in targets])  # [B, O, L]
-    dec_in = np.concatenate([np.zeros_like(tgt[..., :1]), tgt[..., :-1]], axis=-1)
+    dec_in = layers.shift_right(tgt, config.pad_id)
 
     @jax.jit
     def option_scores(params, enc, dec_in, tgt):

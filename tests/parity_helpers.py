@@ -98,6 +98,8 @@ def padded_batch(vocab: int, seed: int = 0, batch: int = 4, enc_len: int = 13, d
 
     Returns (encoder_tokens [B, S], decoder_inputs [B, T], decoder_mask [B, T]).
     """
+    from jaxrobust.models import layers
+
     rng = np.random.RandomState(seed)
     enc = rng.randint(2, vocab, (batch, enc_len)).astype(np.int32)
     enc_lengths = np.linspace(enc_len, 2, batch).astype(int)
@@ -107,7 +109,7 @@ def padded_batch(vocab: int, seed: int = 0, batch: int = 4, enc_len: int = 13, d
     dec_lengths = np.linspace(dec_len, 2, batch).astype(int)
     mask = np.arange(dec_len)[None, :] < dec_lengths[:, None]
     targets = np.where(mask, targets, 0)
-    dec_in = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
+    dec_in = np.asarray(layers.shift_right(targets, 0))
     return enc, dec_in, targets, mask
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrobust.inference import generation
-from jaxrobust.models import t5, t5_config
+from jaxrobust.models import layers, t5, t5_config
 from jaxrobust.parallel import partitioning
 
 Array = jax.Array
@@ -53,9 +53,7 @@ def option_log_likelihoods(
     variables = {"params": params}
     encoded, mask = model.apply(variables, batch["inputs"], prefix_embeddings, method=t5.T5.encode)
     targets = batch["targets"]
-    # Teacher forcing: decoder input is the target shifted right after the start token.
-    start = jnp.full(targets.shape[:-1] + (1,), config.pad_id, targets.dtype)
-    dec_in = jnp.concatenate([start, targets[..., :-1]], axis=-1)
+    dec_in = layers.shift_right(targets, config.pad_id)  # Teacher forcing.
     logits, _ = model.apply(variables, encoded, mask, dec_in, method=t5.T5.decode)  # [B,O,L,V]
     return generation.option_totals(logits, targets, batch["target_mask"], average)
 

@@ -58,7 +58,7 @@ import optax
 from flax import traverse_util
 
 from jaxrobust import checkpoints, evaluation, inference
-from jaxrobust.models import prompts, t5, t5_config
+from jaxrobust.models import layers, prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
 from jaxrobust.training.data import (
     DataOptions,
@@ -204,7 +204,7 @@ def _target_log_probs(config: t5_config.T5Config, model_params: Any, flat: dict,
     """Teacher-forced log-probabilities `[N, L, V]` of the one target per row."""
     model = t5.T5(config)
     targets = flat["targets"][:, 0]
-    dec_in = jnp.concatenate([jnp.zeros_like(targets[:, :1]) + config.pad_id, targets[:, :-1]], 1)
+    dec_in = layers.shift_right(targets, config.pad_id)
     logits = model.apply({"params": model_params}, flat["inputs"], dec_in, prompt)
     return jax.nn.log_softmax(logits, axis=-1)
 
