@@ -17,7 +17,7 @@ from parity_helpers import PARITY_TOL, T5_FAMILIES, assert_logprobs_close, make_
 from safetensors.numpy import load_file, save_file
 
 from jaxrobust import checkpoints
-from jaxrobust.models import t5, t5_config
+from jaxrobust.models import t5, t5_config, t5_hf
 from jaxrobust.parallel import partitioning
 
 # The widths of T5X's own test checkpoint (shared/data/t5x/README facts).
@@ -179,6 +179,60 @@ def test_unexpected_tensor_is_named(hf_dir):
         match=r"unexpected tensor encoder\.block\.9\.layer\.0\.layer_norm\.weight",
     ):
         checkpoints.load_hf_t5(hf_dir)
+
+
+# Names no T5 tensor has, some cut short where the old parser indexed past the end.
+ODD_HF_NAMES = [
+    "shared",
+    "lm_head",
+    "foo",
+    "encoder.block",
+    "encoder.block.x.layer.0",
+    "encoder.block.0.layer.0",
+    "decoder.block.0.layer.1.EncDecAttention",
+    "encoder.block.0.layer.1.DenseReluDense.wi",
+]
+
+
+@pytest.mark.parametrize("name", ODD_HF_NAMES)
+def test_odd_hf_name_is_unknown(name):
+    with pytest.raises(KeyError):
+        t5_hf.hf_to_t5x_name(T5X_TINY, name)
+
+
+def test_odd_hf_names_are_listed_as_unexpected(hf_dir):
+    _rewrite(hf_dir, lambda t: t.update({n: np.ones(2, np.float32) for n in ODD_HF_NAMES}))
+    with pytest.raises(checkpoints.CheckpointError) as e:
+        checkpoints.load_hf_t5(hf_dir)
+    msg = str(e.value)
+    assert f"({len(ODD_HF_NAMES)} problems)" in msg
+    for name in ODD_HF_NAMES:
+        assert f"unexpected tensor {name} [model.safetensors] in" in msg
+
+
+@pytest.mark.parametrize("family", sorted(T5_FAMILIES))
+def test_name_table_matches_hf_state_dict(tmp_path, family):
+    """Every HF tensor name maps to one of our params (or is a tied copy), both ways."""
+    hf = make_hf_t5(tmp_path, **T5_FAMILIES[family])
+    config = t5_config.from_hf_config(hf.config.to_dict())
+    hf_shapes = {k: tuple(v.shape) for k, v in hf.state_dict().items()}
+    ours = checkpoints.abstract_param_shapes(
+        lambda: t5.T5(config).init(jax.random.PRNGKey(0), *t5.dummy_inputs())
+    )
+    reached = {}
+    for name, shape in hf_shapes.items():
+        mapped = t5_hf.hf_to_t5x_name(config, name)
+        if mapped is None:  # A tied copy of the embedding.
+            assert hf_shapes[name] == hf_shapes["shared.weight"], name
+            continue
+        path, transpose = mapped
+        assert path not in reached, (name, reached.get(path))
+        reached[path] = name
+        assert ours[path] == (shape[::-1] if transpose else shape), name
+        assert t5_hf.t5x_to_hf_names(config, path)[0] == (name, transpose)
+    assert set(reached) == set(ours)
+    tied = {n for path in ours for n, _ in t5_hf.t5x_to_hf_names(config, path)}
+    assert tied == set(hf_shapes)
 
 
 def test_misshaped_tensor_is_named(hf_dir):

@@ -22,7 +22,7 @@ from parity_helpers import (
 
 from jaxrobust import checkpoints
 from jaxrobust.inference import tokenizer
-from jaxrobust.models import llama, llama_config
+from jaxrobust.models import llama, llama_config, llama_hf
 from jaxrobust.parallel import partitioning
 
 # Random tiny HF configs: multi-head and grouped-query attention; the GQA one
@@ -299,6 +299,36 @@ def test_bad_checkpoints_name_the_problem(hf_checkpoint, tmp_path):
         checkpoints.load_hf_llama(write("misshaped", bad))
     with pytest.raises(checkpoints.CheckpointError, match="no config.json"):
         checkpoints.load_hf_llama(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "name", ["model", "lm_head", "model.layers", "model.layers.x.mlp.up_proj.weight", "model.norm"]
+)
+def test_odd_hf_name_is_unknown(name):
+    with pytest.raises(KeyError):
+        llama_hf.hf_to_llama_name(llama_config.get_preset("tiny"), name)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_name_table_matches_hf_state_dict(tmp_path, tie):
+    """Every HF tensor name maps to one of our params (or is skipped), both ways."""
+    hf = make_hf_llama(tmp_path, tie_word_embeddings=tie)
+    config = llama_config.from_hf_config(hf.config.to_dict())
+    hf_shapes = {k: tuple(v.shape) for k, v in hf.state_dict().items()}
+    ours = checkpoints.abstract_param_shapes(lambda: llama.init_fn(config)(jax.random.PRNGKey(0)))
+    reached = {}
+    for name, shape in hf_shapes.items():
+        mapped = llama_hf.hf_to_llama_name(config, name)
+        if mapped is None:  # The tied lm_head.
+            assert tie and name == "lm_head.weight"
+            continue
+        path, transpose = mapped
+        assert path not in reached, (name, reached.get(path))
+        reached[path] = name
+        assert ours[path] == (shape[::-1] if transpose else shape), name
+        assert llama_hf.llama_to_hf_name(config, path) == (name, transpose)
+    assert set(reached) == set(ours)
+    assert llama_hf.hf_to_llama_name(config, "model.layers.1.self_attn.rotary_emb.inv_freq") is None
 
 
 def test_export_roundtrip_is_exact_and_hf_loads_it(hf_checkpoint, tmp_path):
