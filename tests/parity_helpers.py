@@ -178,29 +178,47 @@ def membership_targets(enc: np.ndarray, dec_in: np.ndarray, vocab: int) -> np.nd
     return (dec_in + np.where(member, 1, 2)) % vocab
 
 
-def _train_hf(model, batch, steps: int, lr: float):
-    """Adam on token cross-entropy; `batch(step)` -> (model kwargs, targets, weights)."""
+def _train_hf(model, batch, steps: int, lr: float, threads: int = 1):
+    """Adam on token cross-entropy; `batch(step)` -> (model kwargs, targets, weights).
+
+    Deterministic by construction: `threads` intra-op threads (a float32 sum's
+    order follows the thread count, and 300 Adam steps turn a last-bit
+    difference into another model), deterministic kernels, a fixed seed; the
+    caller's torch settings are restored afterwards. One thread also keeps the
+    training fast on busy cores, where torch's spinning OpenMP threads are not.
+    """
     import torch
 
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for step in range(steps):
-        inputs, targets, weights = batch(step)
-        logits = model(**{k: torch.tensor(v, dtype=torch.long) for k, v in inputs.items()}).logits
-        targets = torch.tensor(targets, dtype=torch.long)[..., None]
-        nll = -torch.log_softmax(logits, -1).gather(-1, targets)[..., 0]
-        loss = (nll * torch.tensor(weights)).sum() / weights.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    saved = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):  # The caller's random stream is untouched.
+            torch.manual_seed(0)
+            model.train()
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            for step in range(steps):
+                inputs, targets, weights = batch(step)
+                kwargs = {k: torch.tensor(v, dtype=torch.long) for k, v in inputs.items()}
+                logits = model(**kwargs).logits
+                targets = torch.tensor(targets, dtype=torch.long)[..., None]
+                nll = -torch.log_softmax(logits, -1).gather(-1, targets)[..., 0]
+                loss = (nll * torch.tensor(weights)).sum() / weights.sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
     return model.eval(), loss.item()
 
 
-def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2):
+def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2, threads: int = 1):
     """Trains an HF T5 with Adam on `membership_targets` over random padded batches.
 
     The batches come from `padded_batch` with seeds 1000.., never the parity
-    batch (seed 0). Returns the model in eval mode and the last loss.
+    batch (seed 0); `threads` as in `_train_hf`. Returns the model in eval mode
+    and the last loss.
     """
     vocab = model.config.vocab_size
 
@@ -211,7 +229,7 @@ def train_hf_t5_on_membership(model, steps: int = 300, lr: float = 1e-2):
         inputs = dict(input_ids=enc, attention_mask=enc != 0, decoder_input_ids=dec_in)
         return inputs, membership_targets(enc, dec_in, vocab), mask
 
-    return _train_hf(model, batch, steps, lr)
+    return _train_hf(model, batch, steps, lr, threads)
 
 
 def previous_token_targets(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,11 +242,12 @@ def previous_token_targets(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.nda
     return targets, where
 
 
-def train_hf_llama_on_previous_token(model, steps: int = 300, lr: float = 1e-2):
+def train_hf_llama_on_previous_token(model, steps: int = 300, lr: float = 1e-2, threads: int = 1):
     """Trains an HF LLaMA with Adam on `previous_token_targets`.
 
     Batches are `left_padded_batch(seed=1000..., batch=32, length=24)`, never
-    the parity batch (seed 0). Returns the model in eval mode and the last loss.
+    the parity batch (seed 0); `threads` as in `_train_hf`. Returns the model
+    in eval mode and the last loss.
     """
     vocab = model.config.vocab_size
 
@@ -237,4 +256,4 @@ def train_hf_llama_on_previous_token(model, steps: int = 300, lr: float = 1e-2):
         inputs = dict(input_ids=tokens, attention_mask=mask, position_ids=positions)
         return (inputs, *previous_token_targets(tokens, mask))
 
-    return _train_hf(model, batch, steps, lr)
+    return _train_hf(model, batch, steps, lr, threads)
