@@ -130,6 +130,37 @@ def test_load_bank_defaults_and_errors(tmp_path):
         assert str(path) in str(e.value) and "'a'" in str(e.value)
 
 
+def test_python_style_placeholders_are_refused_in_banks(tmp_path):
+    path = tmp_path / "b.yaml"
+    head = "family: f\ndefaults: {target: t, author: me, source: s}\ntemplates:\n"
+    path.write_text(
+        head + "  - id: pyfmt\n    provenance: unobserved\n    input: |-\n"
+        "      Passage: {{ passage }}\n      Question: {question}?\n"
+    )
+    with pytest.raises(tmpl.TemplateError) as e:
+        tmpl.load_bank(path)
+    assert str(e.value) == (
+        f"{path}: template 'pyfmt': input (line 2) holds the Python-style placeholder "
+        "{question}, which Jinja prints literally; write {{ question }} for the variable, "
+        "or {{ '{question}' }} for the literal text"
+    )
+    # Literal braces in any other form are text, and {{ '{x}' }} prints '{x}'.
+    path.write_text(
+        head + "  - {id: ok, provenance: unobserved, "
+        """input: 'JSON {"a": 1}, set { x }, {{ "{x}" }} {{ q }}'}\n"""
+    )
+    (ok,) = tmpl.load_bank(path)
+    assert tmpl.render(ok, {"q": "?"}).inputs == 'JSON {"a": 1}, set { x }, {x} ?'
+
+
+def test_published_collections_keep_their_literal_braces(tmp_path):
+    path = tmp_path / "templates.yaml"
+    path.write_text(PS_YAML.replace("Is it {{ pick }}?", "Is it {{ pick }} {text}?"))
+    (t,) = tmpl.load_promptsource(path)
+    example = {"options": ["a", "b"], "label": 0}
+    assert "{text}" in tmpl.render(t, example).inputs
+
+
 PS_YAML = """\
 dataset: toy
 subset: sub

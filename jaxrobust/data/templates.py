@@ -183,6 +183,35 @@ def _compile(template: Template, source: str) -> jinja2.Template:
         template.error(f"bad Jinja at line {e.lineno}: {e.message}")
 
 
+# A Python ``str.format`` field as it would appear in literal text: ``{name}``,
+# ``{name!r}``, ``{name:>5}``. Jinja's own ``{{ name }}`` never reaches this
+# pattern, since only the template's literal text (Jinja's "data" tokens) is
+# searched.
+_FORMAT_FIELD_RE = re.compile(r"\{([A-Za-z_]\w*)(?:[!:][^{}]*)?\}")
+
+
+@functools.lru_cache(maxsize=8192)
+def python_placeholders(source: str) -> tuple[tuple[int, str], ...]:
+    """The ``{name}`` fields in a Jinja source's literal text, as (line, field).
+
+    ``{name}`` is Python's ``str.format`` syntax; Jinja prints it as it is, so a
+    bank author who meant the variable gets the braces in every rendered input.
+    Text inside ``{{ ... }}`` and ``{% ... %}`` is not literal text and is never
+    reported, so ``{{ '{name}' }}`` is how a template prints those characters.
+    Unparsable sources report nothing (their error comes from compiling).
+    """
+    try:
+        tokens = list(_ENV.lex(source))
+    except jinja2.TemplateSyntaxError:
+        return ()
+    out = []
+    for lineno, kind, value in tokens:
+        if kind == "data":
+            for m in _FORMAT_FIELD_RE.finditer(value):
+                out.append((lineno + value[: m.start()].count("\n"), m.group(0)))
+    return tuple(out)
+
+
 def _protect(value):
     if isinstance(value, str):
         return value.replace("|||", _PIPE_PROTECTOR)
@@ -347,9 +376,15 @@ def load_bank(path: str | pathlib.Path) -> Bank:
     optional ``name``. ``input`` and ``target`` are Jinja; the template's source
     is ``input ||| target``.
 
+    A project bank never holds a Python-style field ``{name}`` (also
+    ``{name!r}``, ``{name:fmt}``) in its literal text: Jinja would print it as
+    it is (see `python_placeholders`). Other literal braces (``{ x }``,
+    ``{"a": 1}``) are kept. PromptSource and Flan files are published text and
+    are loaded as they are.
+
     Raises:
-      TemplateError: unknown keys, missing fields, duplicate ids, bad Jinja or
-        a malformed provenance.
+      TemplateError: unknown keys, missing fields, duplicate ids, bad Jinja, a
+        Python-style ``{name}`` field, or a malformed provenance.
     """
     path = str(path)
     try:
@@ -373,6 +408,18 @@ def load_bank(path: str | pathlib.Path) -> Bank:
         if tid in seen:
             raise TemplateError(path, tid, "duplicate template id")
         seen.add(tid)
+        for key in ("input", "target", "answer_choices"):
+            found = python_placeholders(str(entry.get(key) or ""))
+            if found:
+                line, field = found[0]
+                name = _FORMAT_FIELD_RE.match(field).group(1)
+                raise TemplateError(
+                    path,
+                    tid,
+                    f"{key} (line {line}) holds the Python-style placeholder {field}, which "
+                    f"Jinja prints literally; write {{{{ {name} }}}} for the variable, or "
+                    f"{{{{ '{field}' }}}} for the literal text",
+                )
         templates.append(
             Template(
                 id=tid,
