@@ -28,11 +28,17 @@ Every task yields the text features of `registry.FEATURES` (inputs, targets,
 options, option_labels, answer_index, label, label_space, negative_label,
 example_id, template_id, provenance, dataset). Observed templates are read
 from the data directory's ``promptsource/`` and ``flan/`` folders at import
-(two small YAML files); when they are absent only the project's banks are
-registered. No evaluation data is read at import.
+(three small YAML files); when they are absent only the project's banks are
+registered, and a logged warning names the missing files and the mixtures
+built without them. No evaluation data is read at import.
 
-Registering twice is harmless: a task or mixture registered again replaces
-the earlier one under the same name.
+Registering twice is harmless: a template registered again replaces its task,
+and a mixture registered again keeps its members. New templates for a data set
+registered here go through one call, `extending.add_templates` (e.g.
+``add_templates("jr:semeval:re", bank)``, ``add_templates("jr:mmlu:qa", bank)``
+for every MMLU subject), which extends ``#all`` and the group mixtures. Each
+data set's standard evaluation split (SemEval, TACRED, MMLU, BIG-bench: test;
+BoolQ, FewRel: validation) is `registry.split_for(task, None)`.
 """
 
 from __future__ import annotations
@@ -40,11 +46,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jaxrobust.tasks import builtin, qa, registry, relation_extraction
+from jaxrobust.tasks import builtin, extending, qa, registry, relation_extraction
 
 from jaxrobust.data import templates
 
 FEATURES = registry.FEATURES
+add_templates = extending.add_templates
+split_for = registry.split_for
 
 
 def register_all() -> list[str]:

@@ -16,7 +16,7 @@ import functools
 import pathlib
 import string
 
-from jaxrobust.tasks import registry
+from jaxrobust.tasks import extending, registry
 
 from jaxrobust.data import datasets
 from jaxrobust.data import templates as tmpl
@@ -58,6 +58,7 @@ BOOLQ = registry.TaskSpec(
     dataset="boolq",
     format="qa",
     splits=("validation",),
+    eval_split="validation",
     read=datasets.read_boolq,
     prepare=_boolq_prepare,
     sample=BOOLQ_SAMPLE,
@@ -84,6 +85,8 @@ MMLU_SUBJECTS = (
     "security_studies sociology us_foreign_policy virology world_religions"
 ).split()
 MMLU_LABELS = ("A", "B", "C", "D")
+# The 57 subjects pooled into one data set (`extending.add_pool`), as in Sun et al.
+MMLU_POOL = f"{registry.PREFIX}:mmlu:qa"
 
 
 def _mmlu_prepare(record: dict) -> registry.Prepared:
@@ -95,8 +98,9 @@ def _mmlu_prepare(record: dict) -> registry.Prepared:
         "letters": list(MMLU_LABELS),
         "answer_index": MMLU_LABELS.index(record["answer"]),
     }
+    repeated = len(set(record["choices"])) < len(record["choices"])  # 9 questions do
     return registry.Prepared(
-        variables, list(MMLU_LABELS), record["answer"], MMLU_LABELS, record["id"]
+        variables, list(MMLU_LABELS), record["answer"], MMLU_LABELS, record["id"], repeated
     )
 
 
@@ -105,6 +109,7 @@ def mmlu_spec(subject: str) -> registry.TaskSpec:
         dataset=f"mmlu_{subject}",
         format="qa",
         splits=("test",),
+        eval_split="test",
         read=functools.partial(_read_mmlu, subject),
         prepare=_mmlu_prepare,
         sample={
@@ -168,7 +173,8 @@ def bigbench_spec(task: str) -> registry.TaskSpec:
     return registry.TaskSpec(
         dataset=f"bbl_{task}",
         format="qa",
-        splits=("test",),
+        splits=("test",),  # task.json holds one pool of examples
+        eval_split="test",
         read=functools.partial(_read_bigbench, task),
         prepare=_bigbench_prepare,
         sample={
@@ -201,16 +207,21 @@ def bank(family: str) -> tmpl.Bank:
     return tmpl.load_bank(BANKS / f"{family}.yaml")
 
 
-def observed_boolq() -> list[tmpl.Template]:
-    """BoolQ's PromptSource (P3) and Flan templates, read from the data directory."""
+def observed_boolq() -> tuple[list[tmpl.Template], list[str]]:
+    """BoolQ's PromptSource (P3) and Flan templates, read from the data directory.
+
+    Returns:
+      The templates found, and the paths of the collection files not found.
+    """
     out = []
     root = datasets.data_dir()
     ps = root / "promptsource" / "super_glue" / "boolq" / "templates.yaml"
+    flan = root / "flan" / "flan_held_in.yaml"
+    missing = [str(path) for path in (ps, flan) if not path.is_file()]
     if ps.is_file():
         out += tmpl.load_promptsource(
             ps, source="PromptSource @ 7dab96a3, templates/super_glue/boolq/templates.yaml"
         )
-    flan = root / "flan" / "flan_held_in.yaml"
     if flan.is_file():
         flan_bank = tmpl.load_lm_eval(
             flan,
@@ -221,7 +232,7 @@ def observed_boolq() -> list[tmpl.Template]:
         )
         # Ids 'prompt-N' are unique only within the group; make them say so.
         out += [_renamed(t, f"flan_boolq_{t.id.replace('-', '')}") for t in flan_bank]
-    return out
+    return out, missing
 
 
 def _renamed(template: tmpl.Template, new_id: str) -> tmpl.Template:
@@ -230,18 +241,12 @@ def _renamed(template: tmpl.Template, new_id: str) -> tmpl.Template:
 
 def register_all() -> list[str]:
     """Registers BoolQ, every MMLU subject and the BIG-bench Lite tasks, and mixtures."""
-    names = registry.register_with_mixtures(BOOLQ, list(bank("boolq")) + observed_boolq())
-    mmlu_by_template: dict[str, list[str]] = {}
-    for subject in MMLU_SUBJECTS:
-        for name in registry.register_with_mixtures(mmlu_spec(subject), bank("mmlu")):
-            mmlu_by_template.setdefault(name.rsplit(":", 1)[1], []).append(name)
-    for template in bank("mmlu"):
-        key = registry.template_key(template)
-        registry.add_mixture(f"{registry.PREFIX}:mmlu:qa:{key}", mmlu_by_template[key])
-    for group in {registry.group_of(t) for t in bank("mmlu")} | {"all"}:
-        members = [f"{registry.PREFIX}:mmlu_{s}:qa#{group}" for s in MMLU_SUBJECTS]
-        registry.add_mixture(f"{registry.PREFIX}:mmlu:qa#{group}", members)
-    names += [n for members in mmlu_by_template.values() for n in members]
+    observed, missing = observed_boolq()
+    names = registry.register_with_mixtures(BOOLQ, list(bank("boolq")) + observed, missing=missing)
+    subjects = [mmlu_spec(subject) for subject in MMLU_SUBJECTS]
+    by_subject = [registry.register_with_mixtures(spec, bank("mmlu")) for spec in subjects]
+    names += [name for row in zip(*by_subject, strict=True) for name in row]
+    extending.add_pool(MMLU_POOL, [registry.base_name(spec) for spec in subjects])
     for task in BIGBENCH_TASKS:
         names += registry.register_with_mixtures(bigbench_spec(task), bank("bigbench"))
     return names

@@ -22,6 +22,7 @@ import pathlib
 import random
 import string
 
+from etils import epath
 from jaxrobust.tasks import registry
 from jaxrobust.tasks import relation_schemas as schemas
 
@@ -94,6 +95,7 @@ def semeval_specs() -> list[registry.TaskSpec]:
     common = dict(
         dataset="semeval",
         splits=("train", "test"),
+        eval_split="test",
         read=datasets.read_semeval,
         sample=SEMEVAL_SAMPLE,
         negative_label="Other",
@@ -145,6 +147,7 @@ def tacred_specs(variant: str) -> list[registry.TaskSpec]:
     common = dict(
         dataset=variant,
         splits=("train", "validation", "test"),
+        eval_split="test",
         read=functools.partial(datasets.read_tacred, variant),
         sample=TACRED_SAMPLE,
         negative_label="no_relation",
@@ -173,6 +176,12 @@ def read_fewrel_named(split: str) -> list[dict]:
     and ``pool`` the names of every relation in the split."""
     names = datasets.read_fewrel_relations()
     records = datasets.read_fewrel(split)
+    unnamed = sorted({r["relation"] for r in records} - set(names))
+    if unnamed:
+        raise datasets.DataFormatError(
+            f"{datasets.data_file('fewrel', 'pid2name.json')}: no name for the relations "
+            f"{unnamed} of {datasets.data_file('fewrel', 'val_wiki.json')}"
+        )
     pool = sorted({names[r["relation"]][0] for r in records})
     return [
         {**r, "pid": r["relation"], "relation": names[r["relation"]][0], "pool": pool}
@@ -218,7 +227,8 @@ def fewrel_specs(ways: int = FEWREL_WAYS, seed: int = FEWREL_SEED) -> list[regis
 
     common = dict(
         dataset=f"fewrel_{ways}way" if (ways, seed) != (FEWREL_WAYS, FEWREL_SEED) else "fewrel",
-        splits=("validation",),
+        splits=("validation",),  # FewRel's test set is not public
+        eval_split="validation",
         read=read_fewrel_named,
         sample=FEWREL_SAMPLE,
         negative_label="",
@@ -259,9 +269,14 @@ def bank(family: str) -> tmpl.Bank:
     return tmpl.load_bank(BANKS / f"{family}.yaml")
 
 
+def promptsource_semeval_path() -> epath.Path:
+    """Where the data directory holds PromptSource's SemEval templates."""
+    return datasets.data_dir() / "promptsource" / "sem_eval_2010_task_8" / "templates.yaml"
+
+
 def promptsource_semeval() -> tmpl.Bank | None:
     """PromptSource's SemEval templates, read from the data directory if present."""
-    path = datasets.data_dir() / "promptsource" / "sem_eval_2010_task_8" / "templates.yaml"
+    path = promptsource_semeval_path()
     if not path.is_file():
         return None
     return tmpl.load_promptsource(
@@ -277,8 +292,9 @@ def register_all() -> list[str]:
     for variant in TACRED_VARIANTS:
         specs += tacred_specs(variant)
     for spec in specs:
-        templates = list(bank(spec.family))
-        if spec.dataset == "semeval" and spec.format == "re" and ps is not None:
-            templates += list(ps)
-        names += registry.register_with_mixtures(spec, templates)
+        templates, missing = list(bank(spec.family)), []
+        if spec.dataset == "semeval" and spec.format == "re":
+            templates += list(ps or [])
+            missing = [] if ps is not None else [str(promptsource_semeval_path())]
+        names += registry.register_with_mixtures(spec, templates, missing=missing)
     return names

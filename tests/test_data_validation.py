@@ -1,16 +1,20 @@
-"""Damaged or incomplete data fails loudly, naming the file and where (issue 19, item 6).
+"""Damaged or incomplete data fails loudly, naming the file and where (issue 19, items 6 and 10).
 
 Each test writes a small data folder, points `datasets.DataConfig` at it and
 checks the reader's error: a SemEval file cut mid-record or inside a label,
 bad JSON, bad UTF-8, a missing field, a short CSV row, a count that is not the
-published size.
+published size, a lone surrogate, and a data folder without the observed
+template collections.
 """
 
 import json
 import logging
+import shutil
 
+import jaxrobust.tasks as tasks
 import pytest
-from jaxrobust.tasks import relation_schemas
+from jaxrobust.tasks import qa, registry, relation_extraction, relation_schemas
+from registry_helpers import restore_registries  # noqa: F401  (a fixture)
 
 from jaxrobust.analysis import semeval_scorer
 from jaxrobust.data import datasets
@@ -193,3 +197,50 @@ def test_user_supplied_tacred_count_is_a_warning(tmp_path, caplog):
             datasets.read_tacred("tacred", "test")
     finally:
         datasets.set_data_config(previous)
+
+
+# ---------------------------------------------------------------- lone surrogate (19.10)
+
+
+def test_lone_surrogate_names_data_set_and_example(data_dir, monkeypatch):
+    # JSON may escape a lone surrogate; Python decodes it, and no encoder can
+    # write it back, so it used to fail far later naming no example.
+    monkeypatch.delitem(datasets.KNOWN_SIZES, ("boolq", "validation"))
+    rows = _boolq_rows(3)
+    body = json.dumps(rows).replace("2 is a number", "2 is a \\ud800 number")
+    _write(data_dir, "boolq/boolq_validation.json", body)
+    name = "jr:boolq:qa:boolq_u01"
+    with pytest.raises(registry.ExampleError) as e:
+        list(tasks.examples(name, "validation"))
+    message = str(e.value)
+    assert f"task {name}, example boolq-2" in message and "data set boolq" in message
+    assert "lone surrogate '\\ud800'" in message and "'boolq_u01'" in message
+
+
+# ---------------------------------------------------------------- missing template collections
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_missing_collections_are_named_with_the_mixture(data_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger=registry.__name__):
+        relation_extraction.register_all()
+        qa.register_all()
+    ps_semeval = data_dir / "promptsource/sem_eval_2010_task_8/templates.yaml"
+    ps_boolq = data_dir / "promptsource/super_glue/boolq/templates.yaml"
+    flan = data_dir / "flan/flan_held_in.yaml"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("jr:semeval:re#all") and str(ps_semeval) in m for m in messages)
+    assert any(
+        m.startswith("jr:boolq:qa#all") and str(ps_boolq) in m and str(flan) in m for m in messages
+    ), messages
+    assert not any("jr:semeval:mcqa" in m or "jr:mmlu" in m for m in messages)
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_no_warning_when_the_collections_are_there(shared_data_dir, data_dir, caplog):
+    for folder in ("promptsource/sem_eval_2010_task_8", "promptsource/super_glue/boolq", "flan"):
+        shutil.copytree(shared_data_dir / folder, data_dir / folder)
+    with caplog.at_level(logging.WARNING, logger=registry.__name__):
+        relation_extraction.register_all()
+        observed, missing = qa.observed_boolq()
+    assert not caplog.records and not missing and len(observed) == 20
