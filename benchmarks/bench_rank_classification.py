@@ -255,6 +255,8 @@ def run_jax(args, arm: str) -> dict:
         model = t5.T5(config)
         enc = partitioning.partition(
             lambda p, x: model.apply({"params": p}, x, method=t5.T5.encode)[0],
+            eng.mesh,
+            eng.rules,
             in_shardings=(eng.param_shardings, partitioning.batch_sharding(eng.mesh, 2)),
         )
         x = np.asarray(inputs[:32], np.int32)
