@@ -36,7 +36,6 @@ def _env(devices: int) -> dict:
 def run_multihost(
     worker: pathlib.Path,
     tmp_path: pathlib.Path,
-    timeout: float = 240,
     args: tuple[list[str], list[str]] = ([], []),
     logs: list[str] | None = None,
     suffix: str = ".json",
@@ -46,7 +45,9 @@ def run_multihost(
     `args` are the extra arguments (before the output file, process id, count
     and port) of the 2-process run and of the 1-process run; `logs`, when given,
     receives the two processes' combined stdout/stderr. Outputs are JSON files,
-    or `.npz` files (loaded with numpy) when `suffix` is ".npz".
+    or `.npz` files (loaded with numpy) when `suffix` is ".npz". There is no
+    deadline here (a busy machine is slow, not wrong): a hang is stopped by
+    pytest-timeout, and the `finally` below then kills both processes.
 
     Returns (the two processes' outputs, the single process's).
     """
@@ -64,7 +65,7 @@ def run_multihost(
         for i in range(2)
     ]
     try:
-        texts = [p.communicate(timeout=timeout)[0] for p in procs]
+        texts = [p.communicate()[0] for p in procs]
     finally:
         for p in procs:  # Nothing may hang: kill what is left.
             p.kill()
@@ -76,7 +77,6 @@ def run_multihost(
     done = subprocess.run(
         [sys.executable, str(worker), *args[1], str(single)],
         env=_env(4),
-        timeout=timeout,
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -90,7 +90,6 @@ def run_multihost(
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(600)
 def test_two_process_rank_classification_equals_one_process(tmp_path):
     multi, single = run_multihost(HERE / "multihost" / "engine_worker.py", tmp_path)
     assert [m["count"] for m in multi] == [2, 2] and single["count"] == 1
@@ -140,10 +139,11 @@ def test_resolve_cluster_rejects_partial_or_bad_arguments():
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(600)
 def test_two_process_evaluation_equals_one_process(tmp_path):
     """`main eval` on 2 hosts: byte-equal record files, each written once, by process 0."""
-    from jaxrobust.analysis import report
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from jaxrobust.analysis import report, scoring
     from jaxrobust.storage import records
 
     multi_dir, single_dir = tmp_path / "multi", tmp_path / "single"
@@ -151,7 +151,6 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     multi, single = run_multihost(
         HERE / "multihost" / "eval_worker.py",
         tmp_path,
-        timeout=240,
         args=([str(multi_dir)], [str(single_dir)]),
         logs=logs,
     )
@@ -175,16 +174,32 @@ def test_two_process_evaluation_equals_one_process(tmp_path):
     assert "[process 0/2]" in logs[0] and "[process 1/2]" in logs[1]
     for name in names:
         assert logs[0].count(f"{name} (7 records)") == 1 and name not in logs[1]
-    # Metrics from the records: the report's per-template scores and summaries are equal.
-    analysed = [
-        report.analyse(*report.load(d), n_resamples=50)[:2] for d in (multi_dir, single_dir)
-    ]
-    assert len(analysed[1][0]) == 4 and analysed[1][0][0].score >= 0
-    assert json.dumps(analysed[0], default=vars) == json.dumps(analysed[1], default=vars)
+    # Metrics from the records: the report's per-template scores and summaries are
+    # equal, and each score is what sklearn makes of that record file's predictions.
+    analysed = [report.analyse(*scoring.load(d), n_resamples=50) for d in (multi_dir, single_dir)]
+    rows = analysed[1].rows
+    assert sorted(r.template_id for r in rows) == ["toyqa_o1", "toyqa_u1", "toyre_o1", "toyre_u1"]
+    for row in rows:
+        (path,) = (single_dir / "records" / "tiny-t5").glob(f"*{row.template_id}*.jsonl")
+        recs = records.read_records(path).records
+        gold = [r["gold_label"] for r in recs]
+        pred = [r["predicted_label"] for r in recs]
+        if row.metric == "accuracy":
+            expected = accuracy_score(gold, pred)
+        else:  # Micro-F1 over the relation labels, the negative label left out.
+            labels = sorted({lab for r in recs for lab in r["option_labels"]})
+            negative = {r["negative_label"] for r in recs}
+            positive = [lab for lab in labels if lab not in negative]
+            expected = f1_score(gold, pred, labels=positive, average="micro", zero_division=0)
+        assert row.n_examples == 7
+        assert row.score == pytest.approx(expected, abs=1e-12), row
+    assert {r.metric for r in rows} == {"accuracy", "micro_f1"}
+    assert 0 < np.mean([r.score for r in rows]) < 1  # Not all-correct or all-wrong.
+    pair = [(a.rows, a.summaries) for a in analysed]
+    assert json.dumps(pair[0], default=vars) == json.dumps(pair[1], default=vars)
 
 
 @pytest.mark.heavy
-@pytest.mark.timeout(600)
 def test_two_process_training_step_equals_one_process_and_checkpoint_restores(tmp_path):
     """One step on 2 hosts: loss and gradients as on 1 host; its checkpoint restores in 1."""
     import jax
@@ -194,7 +209,6 @@ def test_two_process_training_step_equals_one_process_and_checkpoint_restores(tm
     multi, single = run_multihost(
         HERE / "multihost" / "train_worker.py",
         tmp_path,
-        timeout=240,
         args=([str(multi_dir)], [str(single_dir)]),
         suffix=".npz",
     )
