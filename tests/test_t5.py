@@ -201,11 +201,46 @@ def test_relative_position_buckets_match_hf():
             np.testing.assert_array_equal(ours, ref)
 
 
+# The published HF `config.json` values (hub: bigscience/T0pp, bigscience/T0_3B,
+# google/flan-t5-xxl, google/flan-t5-base), written out by hand.
+_V1_1 = dict(vocab_size=32128, d_kv=64, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+PUBLISHED = {
+    "t0pp": dict(_V1_1, d_model=4096, num_heads=64, d_ff=10240, num_layers=24),
+    "t0-3b": dict(_V1_1, d_model=2048, num_heads=32, d_ff=5120, num_layers=24),
+    "flan-t5-xxl": dict(_V1_1, d_model=4096, num_heads=64, d_ff=10240, num_layers=24),
+    "flan-t5-base": dict(_V1_1, d_model=768, num_heads=12, d_ff=2048, num_layers=12),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_preset_equals_published_config(name):
+    published = PUBLISHED[name]
+    preset = t5_config.get_preset(name)
+    assert t5_config.from_hf_config(published) == preset
+    assert (
+        preset.vocab_size,
+        preset.emb_dim,
+        preset.num_heads,
+        preset.head_dim,
+        preset.mlp_dim,
+        preset.num_encoder_layers,
+        preset.num_decoder_layers,
+        preset.mlp_activations,
+        preset.logits_via_embedding,
+    ) == (
+        published["vocab_size"],
+        published["d_model"],
+        published["num_heads"],
+        published["d_kv"],
+        published["d_ff"],
+        published["num_layers"],
+        published["num_layers"],
+        ("gelu", "linear"),  # gated-gelu.
+        False,  # T5 v1.1 / T0: its own output projection.
+    )
+
+
 def test_presets_have_published_shapes():
-    xxl = t5_config.get_preset("flan-t5-xxl")
-    assert (xxl.emb_dim, xxl.num_heads, xxl.head_dim, xxl.mlp_dim) == (4096, 64, 64, 10240)
-    assert t5_config.get_preset("t0pp") == xxl
-    assert t5_config.get_preset("flan-t5-base").num_encoder_layers == 12
     with pytest.raises(KeyError, match="unknown T5 preset 'flan-t5-huge'"):
         t5_config.get_preset("flan-t5-huge")
     # Parameter count of flan-t5-small (HF: 76,961,152).
