@@ -32,6 +32,8 @@ import logging
 import os
 import pathlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -143,8 +145,16 @@ def score(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
-# eval
+# Gin (eval, train_prompt and study are configured the same way).
 # ---------------------------------------------------------------------------
+
+
+def _add_gin_flags(
+    p: argparse.ArgumentParser, gin_file_help: str = "gin file (repeatable)"
+) -> None:
+    p.add_argument("--gin_file", action="append", default=[], help=gin_file_help)
+    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
+    p.add_argument("--gin_search_paths", action="append", default=[])
 
 
 def _find_gin_file(name: str, search_paths: list[str]) -> str:
@@ -159,20 +169,30 @@ def _find_gin_file(name: str, search_paths: list[str]) -> str:
     )
 
 
-def evaluate(args: argparse.Namespace) -> int:
+def _call_configured(fn: Callable[..., Any], args: argparse.Namespace, default_files=()) -> Any:
+    """Parses the command's gin files and bindings afresh and calls `fn` as they configure
+    it, passing the operative config as `gin_config` (stored with the results)."""
     import gin
 
+    paths = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file or default_files]
+    gin.clear_config()  # A caller running several commands in one process starts clean.
+    gin.parse_config_files_and_bindings(paths, args.gin_bindings, skip_unknown=False)
+    return gin.get_configurable(fn)(gin_config=gin.config_str())
+
+
+# ---------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------
+
+
+def evaluate(args: argparse.Namespace) -> int:
     _start(args)  # Multi-host: before any JAX computation.
     from jaxrobust import evaluation
 
-    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
-    gin.clear_config()  # A caller running several evals in one process starts clean.
-    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
-    run = gin.get_configurable(evaluation.run)
-    statuses = run(gin_config=gin.config_str())
-    for model, files in statuses.items():
-        counts = {s: list(files.values()).count(s) for s in ("written", "resumed", "skipped")}
-        print(f"{model}: {len(files)} record files ({counts})")
+    statuses = _call_configured(evaluation.run, args)
+    for model, per_task in statuses.items():
+        counts = {s: list(per_task.values()).count(s) for s in ("written", "resumed", "skipped")}
+        print(f"{model}: {len(per_task)} record files ({counts})")
     return 0
 
 
@@ -182,15 +202,10 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def train_prompt(args: argparse.Namespace) -> int:
-    import gin
-
     _start(args)  # Multi-host: before any JAX computation.
     from jaxrobust import training
 
-    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file]
-    gin.clear_config()
-    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
-    result = gin.get_configurable(training.train)(gin_config=gin.config_str())
+    result = _call_configured(training.train, args)
     print(f"trained to step {result['step']}; held-out: {result['heldout']}")
     return 0
 
@@ -201,14 +216,9 @@ def train_prompt(args: argparse.Namespace) -> int:
 
 
 def study(args: argparse.Namespace) -> int:
-    import gin
-
     from jaxrobust.study import pipeline
 
-    files = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file or [STUDY_GIN]]
-    gin.clear_config()
-    gin.parse_config_files_and_bindings(files, args.gin_bindings, skip_unknown=False)
-    report_dir = gin.get_configurable(pipeline.run)(gin_config=gin.config_str())
+    report_dir = _call_configured(pipeline.run, args, default_files=[STUDY_GIN])
     print((report_dir / "study.md").read_text())
     print(f"report: {report_dir / 'study.md'} (plot: {report_dir / 'study.png'}; all tables and")
     print(f"plots in {report_dir})")
@@ -253,19 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     _add_cluster_flags(p)
     p = sub.add_parser("eval", help="gin-configured robustness evaluation (evaluation.run)")
-    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
-    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
-    p.add_argument("--gin_search_paths", action="append", default=[])
+    _add_gin_flags(p)
     _add_cluster_flags(p)
     p = sub.add_parser("train_prompt", help="gin-configured prompt tuning (training.train)")
-    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
-    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
-    p.add_argument("--gin_search_paths", action="append", default=[])
+    _add_gin_flags(p)
     _add_cluster_flags(p)
     p = sub.add_parser("study", help="the built-in study end to end (gin_configs/runs/study.gin)")
-    p.add_argument("--gin_file", action="append", default=[], help="default: " + STUDY_GIN)
-    p.add_argument("--gin_bindings", action="append", default=[], help="a binding, e.g. X=1")
-    p.add_argument("--gin_search_paths", action="append", default=[])
+    _add_gin_flags(p, "default: " + STUDY_GIN)
     p = sub.add_parser("report", help="tables and plots from an eval output directory")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples")

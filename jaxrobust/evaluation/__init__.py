@@ -1,21 +1,24 @@
 """Evaluation: the gin-configured runner that writes verified, resumable record files.
 
 `evaluation.run`, `evaluation.ModelSpec` and `evaluation.EvalOptions` are the names gin
-files bind (`gin_configs/runs/eval.gin`).
+files bind (`gin_configs/runs/eval.gin`). Modules: `spec` (ModelSpec), `options`
+(EvalOptions, record headers), `examples` (tasks and their examples), `resume` (one
+record file brought to completion), `runner` (models, scoring, the run).
 """
 
-from jaxrobust.evaluation.runner import (  # noqa: F401
-    RUNS_DIR,
-    EvalOptions,
-    ModelSpec,
-    Progress,
-    build_engine,
+from jaxrobust.evaluation.examples import (  # noqa: F401
+    check_same_data,
     data_fingerprint,
-    evaluate_file,
-    load_soft_prompt,
-    make_scorer,
     resolve_tasks,
-    result_config,
-    run,
     task_examples,
 )
+from jaxrobust.evaluation.options import EvalOptions, file_header, result_config  # noqa: F401
+from jaxrobust.evaluation.resume import Progress, evaluate_file, is_complete  # noqa: F401
+from jaxrobust.evaluation.runner import (  # noqa: F401
+    RUNS_DIR,
+    build_engine,
+    load_soft_prompt,
+    make_scorer,
+    run,
+)
+from jaxrobust.evaluation.spec import ModelSpec  # noqa: F401

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -118,6 +118,12 @@ def broadcast_int(value: int) -> int:
     from jax.experimental import multihost_utils
 
     return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+def decided_by_writer(decide: Callable[[], int]) -> int:
+    """`decide()` run on process 0 alone (it may read or move shared files), its result on
+    every process: how one look at the file system becomes every process's choice."""
+    return broadcast_int(decide() if is_writer() else 0)
 
 
 def gather_json(local: list[Any]) -> list[Any]:

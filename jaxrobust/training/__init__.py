@@ -2,6 +2,8 @@
 
 `training.train`, `training.TrainOptions`, `training.LossOptions` and
 `training.DataOptions` are the names gin files bind (`gin_configs/runs/train_prompt.gin`).
+Modules: `options` (LossOptions, TrainOptions), `data` (templates and batches),
+`loss` (the loss, `losses`), `optimizer` (what trains, Optax), `trainer` (the program).
 """
 
 from jaxrobust.training.data import (  # noqa: F401
@@ -13,19 +15,19 @@ from jaxrobust.training.data import (  # noqa: F401
     heldout_batches,
     split_templates,
 )
+from jaxrobust.training.loss import ABSENT, losses  # noqa: F401
+from jaxrobust.training.optimizer import (  # noqa: F401
+    make_optimizer,
+    merge,
+    subset,
+    trainable_mask,
+)
+from jaxrobust.training.options import LossOptions, TrainOptions  # noqa: F401
 from jaxrobust.training.trainer import (  # noqa: F401
-    ABSENT,
-    LossOptions,
-    TrainOptions,
     evaluate_heldout,
     load_base_model,
-    losses,
-    make_optimizer,
     make_train_step,
-    merge,
     prompt_initializer,
-    subset,
     train,
-    trainable_mask,
     trained_model_spec,
 )

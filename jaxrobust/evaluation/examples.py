@@ -1,0 +1,83 @@
+"""The examples a run scores: task and mixture names resolved, every task's examples
+rendered, and their fingerprints (which every process checks it shares)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from jaxrobust.evaluation.options import EvalOptions
+from jaxrobust.parallel import distributed
+from jaxrobust.storage import records
+
+
+def resolve_tasks(names: Iterable[str]) -> list[str]:
+    """Expands mixtures into their tasks (order kept, duplicates dropped)."""
+    import difflib
+
+    import seqio
+
+    from jaxrobust.tasks import registry
+
+    out: list[str] = []
+    for name in names:
+        if name in registry.REGISTERED:
+            found = [name]
+        elif name in seqio.MixtureRegistry.names():
+            found = [t.name for t in seqio.get_mixture_or_task(name).tasks]
+        else:
+            known = list(registry.REGISTERED) + list(seqio.MixtureRegistry.names())
+            close = difflib.get_close_matches(name, known, n=5)
+            raise KeyError(f"no task or mixture {name!r}; close names: {close}")
+        missing = [t for t in found if t not in registry.REGISTERED]
+        if missing:
+            raise KeyError(f"{name!r}: tasks {missing[:5]} were not registered by jaxrobust.tasks")
+        out += [t for t in found if t not in out]
+    return out
+
+
+def task_examples(task: str, options: EvalOptions) -> list[dict]:
+    """The task's examples of `options.split`, rendered under its template (first
+    `options.limit`, choices seeded by `options.render_seed`)."""
+    from jaxrobust.tasks import registry
+
+    spec, template = registry.REGISTERED[task]
+    return list(
+        registry.examples(
+            spec, template, options.split, limit=options.limit, seed=options.render_seed
+        )
+    )
+
+
+def data_fingerprint(examples: Sequence[dict]) -> str:
+    """SHA-256 of the examples' text features (what the model sees and is scored on)."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(
+            records.line(
+                {
+                    k: ex[k]
+                    for k in (
+                        "example_id",
+                        "inputs",
+                        "options",
+                        "option_labels",
+                        "label",
+                        "answer_index",
+                    )
+                }
+            )
+        )
+    return h.hexdigest()
+
+
+def check_same_data(fingerprints: dict[str, str]) -> None:
+    """Every process must have read the same examples (same files, same versions)."""
+    every = distributed.gather_json([fingerprints])
+    for p, theirs in enumerate(every):
+        differ = sorted(t for t in fingerprints if theirs.get(t) != every[0].get(t))
+        if differ:
+            raise ValueError(
+                f"process {p} read other examples than process 0 for tasks {differ[:5]}: "
+                "every host needs the same data directory contents"
+            )

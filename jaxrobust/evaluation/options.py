@@ -1,0 +1,79 @@
+"""How an evaluation reads and scores tasks (`EvalOptions`), and what a record file's header
+says about the run that made it (`result_config`, `file_header`).
+
+A re-run compares a finished file's header with the one it would write: equal
+headers mean the file is this run's (skip it), different ones that it was made
+with other settings (refuse it). So every field that changes a record's
+contents enters the header, and none that does not (batch size, chunk size,
+model parallelism, progress: records are equal whatever they are).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from jaxrobust.evaluation.spec import ModelSpec
+from jaxrobust.storage import records
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """How tasks are read and scored; the result-changing fields enter each file's header."""
+
+    split: str = "test"  # Split of every task.
+    limit: int | None = None  # First `limit` examples of each task; None = all.
+    render_seed: int = 0  # Seed of templates' random choices (tasks.examples).
+    mode: str = "standard"  # Engine.rank_classify mode: 'standard', 'sun' or 'ni'.
+    average: bool = False  # 'standard' mode: mean per-token log-likelihood.
+    batch_size: int = 32  # Global rows per engine step.
+    max_input_len: int = 512  # Encoder tokens; longer inputs are truncated (and flagged).
+    model_parallel: int = 1  # Size of the mesh's `model` axis.
+    chunk_size: int = 256  # Examples per committed chunk (the resume granularity).
+    record_pooled: bool = False  # Also store per-chunk sums of pooled encoder states.
+    progress: bool = True  # Progress line with ETA on stderr (process 0).
+
+
+def result_config(model: ModelSpec, options: EvalOptions, prompt_sha: str) -> dict:
+    """The settings a record file's contents depend on (compared on re-runs)."""
+    return {
+        "model": model.name,
+        "family": model.family,
+        "preset": model.preset,
+        "checkpoint": model.checkpoint,
+        "tokenizer": model.tokenizer,
+        "prompt_format": model.prompt_format,
+        "seed": model.seed if not model.checkpoint else None,
+        "dtype": model.dtype,
+        "soft_prompt_sha256": prompt_sha,
+        "split": options.split,
+        "limit": options.limit,
+        "render_seed": options.render_seed,
+        "mode": options.mode,
+        "average": options.average,
+        "max_input_len": options.max_input_len,
+        "record_pooled": options.record_pooled,
+    }
+
+
+def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, config: dict) -> dict:
+    """The header line of a task's record file (`storage/records.py` documents the format).
+
+    Args:
+      task: the registered task name, `jr:<dataset>:<format>:<template>`.
+      examples: the task's examples in order (`examples.task_examples`).
+      data_fingerprint: `examples.data_fingerprint(examples)`.
+      config: `result_config(...)` of the model and options.
+    """
+    return {
+        "kind": "header",
+        "format_version": records.FORMAT_VERSION,
+        "task": task,
+        "template_id": examples[0]["template_id"],
+        "provenance": examples[0]["provenance"],
+        "dataset": examples[0]["dataset"],
+        "format": task.split(":")[2],
+        "n_examples": len(examples),
+        "data_fingerprint": data_fingerprint,
+        "config": config,
+    }

@@ -1,0 +1,145 @@
+"""One record file brought to completion, resumably, and the run's progress line.
+
+A record file is a header line, record lines, a `chunk` line after every
+committed chunk of examples, and a footer holding the record count and the
+SHA-256 of every byte before it. It is written as `<file>.partial` (appended and
+fsynced one chunk at a time) and renamed onto its final name only once the
+footer is in, so a final name never holds a partial file. A re-run:
+
+* skips a complete file whose header matches this run (never opens it for
+  writing, so its inode and mtime stay);
+* finishes a `.partial` from its last committed chunk. Chunks are fixed slices
+  of the example list, each scored by one engine call, so a resumed file is
+  byte-identical to an uninterrupted run's;
+* recomputes a final file that fails its checks (bad JSON, missing footer,
+  checksum or count mismatch), after logging a `records.RecordsError` that names
+  it; the bad file is kept beside it as `<file>.corrupt`;
+* refuses (`records.RecordsError`) a complete file made with a different
+  configuration (checkpoint, split, scoring mode, data): use a new output
+  directory.
+
+Decisions about a file are made by process 0, the only process that touches
+record files, and broadcast (`distributed.decided_by_writer`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+from etils import epath
+
+from jaxrobust.parallel import distributed
+from jaxrobust.storage import records
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on stderr."""
+
+    def __init__(self, total: int, enabled: bool = True, every_s: float = 0.5):
+        self.total, self.done, self.enabled, self.every_s = total, 0, enabled, every_s
+        self.start, self.last = time.monotonic(), 0.0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, n: int, label: str) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.every_s and self.done < self.total):
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} examples "
+            f"{rate:.1f}/s ETA {datetime.timedelta(seconds=round(eta)) if eta < 1e9 else '?'} "
+            f"{label}"
+        )
+        sys.stderr.write(("\r" + line[:160].ljust(160)) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def evaluate_file(
+    path: epath.Path,
+    header: dict,
+    examples: list[dict],
+    score: Callable[[list[dict]], tuple[list[dict], np.ndarray | None]],
+    chunk_size: int,
+    progress: Progress | None = None,
+) -> str:
+    """Brings one record file to completion; returns 'skipped', 'resumed' or 'written'.
+
+    Collective: every process calls it with the same arguments; process 0 alone
+    touches the file system and decides (`distributed.decided_by_writer`).
+
+    Raises:
+      records.RecordsError: a complete file made with other settings.
+    """
+    if distributed.decided_by_writer(lambda: _check_final(path, header)):
+        if progress:
+            progress.update(len(examples), f"{header['task']} (complete)")
+        return "skipped"
+    writer = records.PartialWriter(path, header, chunk_size) if distributed.is_writer() else None
+    try:
+        start = distributed.decided_by_writer(lambda: writer.n_done)
+        if progress and start:
+            progress.update(start, f"{header['task']} (resumed)")
+        for lo in range(start, len(examples), chunk_size):
+            rows, pooled = score(examples[lo : lo + chunk_size])
+            if writer:
+                writer.append_chunk(rows, pooled)
+            if progress:
+                progress.update(len(rows), header["task"])
+        if writer:
+            writer.finish()
+            log.info("wrote %s (%d records)", path, writer.n_done)
+    finally:
+        if writer:
+            writer.close()
+    return "resumed" if start else "written"
+
+
+def _check_final(path: epath.Path, header: dict) -> int:
+    """1 if `path` is complete and this run's; 0 if absent or corrupt (moved aside)."""
+    if not path.exists():
+        return 0
+    try:
+        existing = records.read_records(path)
+    except records.RecordsError as e:
+        log.error("%s; recomputing it (the bad file is kept as %s.corrupt)", e, path.name)
+        path.replace(path.with_name(path.name + ".corrupt"))
+        return 0
+    if existing.header != header:
+        diff = sorted(
+            k for k in set(header) | set(existing.header) if header.get(k) != existing.header.get(k)
+        )
+        raise records.RecordsError(
+            path,
+            f"complete, but made with other settings ({', '.join(diff)} differ); "
+            "write to a new output directory or delete the file",
+        )
+    return 1
+
+
+def is_complete(path: epath.Path, header: dict) -> bool:
+    """Whether process 0 holds a verified file with this header (every process gets the
+    answer); unlike `evaluate_file`, moves and refuses nothing."""
+
+    def matches() -> int:
+        try:
+            return int(path.exists() and records.read_records(path).header == header)
+        except records.RecordsError:
+            return 0
+
+    return bool(distributed.decided_by_writer(matches))
