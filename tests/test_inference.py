@@ -244,7 +244,7 @@ def test_soft_prompt_is_an_argument_of_the_compiled_scorer(tiny):
             assert r.prediction == c.prediction
             np.testing.assert_allclose(r.scores, c.scores, rtol=1e-6, atol=1e-6)
             assert not np.allclose(r.scores, p.scores)  # The prompt is attended.
-    with pytest.raises(NotImplementedError, match="'standard' mode on T5"):
+    with pytest.raises(NotImplementedError, match="'standard' mode only"):
         eng.rank_classify(INPUTS, OPTIONS, mode="sun", prefix_embeddings=prompts[0])
     with pytest.raises(ValueError, match=rf"expected \[P, {config.emb_dim}\]"):
         eng.rank_classify(INPUTS, OPTIONS, prefix_embeddings=prompts[0][:, :-1])

@@ -291,3 +291,46 @@ def test_long_prompts_keep_bos_and_the_cue(tiny):
     assert tok.decode(ids).endswith("### Response:")
     [r] = eng.rank_classify([long], [["yes", "no"]])
     assert r.truncated and np.isfinite(r.scores).all()
+
+
+def test_soft_prompt_through_the_engine_matches_hf_inputs_embeds(tiny):
+    """A `[P, D]` soft prompt before BOS + prompt + option: the engine's scores equal HF
+    run on `inputs_embeds` = prompt vectors + token embeddings (positions 0..P+T-1); a
+    second prompt of the same shape compiles nothing new; the pooled states and
+    target log-probs training uses see the prompt."""
+    hf, hf_tok, tok, config, params = tiny
+    eng = _engine(config, params, tok)
+    rng = np.random.RandomState(0)
+    soft = [rng.randn(3, config.emb_dim).astype(np.float32) for _ in range(2)]
+    plain = eng.rank_classify(INSTRUCTIONS, OPTIONS)
+    first = eng.rank_classify(INSTRUCTIONS, OPTIONS, prefix_embeddings=soft[0])
+    traces = dict(eng.trace_counts)
+    second = eng.rank_classify(INSTRUCTIONS, OPTIONS, prefix_embeddings=soft[1])
+    assert eng.trace_counts == traces and traces["standard+prompt"] >= 1
+    for prompt, results in zip(soft, (first, second), strict=True):
+        for text, opts, r, p in zip(INSTRUCTIONS, OPTIONS, results, plain, strict=True):
+            n = 1 + len(_ids(hf_tok, text))
+            sep = "" if text[-1].isspace() else " "
+            expected = []
+            for opt in opts:
+                ids = [hf_tok.bos_token_id] + _ids(hf_tok, text + sep + opt)
+                with torch.no_grad():
+                    emb = hf.model.embed_tokens(torch.tensor([ids]))
+                    x = torch.cat([torch.from_numpy(prompt)[None], emb], dim=1)
+                    lp = log_softmax(hf(inputs_embeds=x).logits[0].numpy())
+                expected.append(sum(lp[3 + t - 1, ids[t]] for t in range(n, len(ids))))
+            np.testing.assert_allclose(r.scores, expected, **PARITY_TOL)
+            assert not np.allclose(r.scores, p.scores, atol=1e-3)  # The prompt is attended.
+
+    prompt_ids, conts = eng.adapter.encode_rank(INSTRUCTIONS[1], OPTIONS[1], add_eos=False)
+    batch = eng.adapter.rank_batch([prompt_ids], [conts[:1]], 32, 1, 8, 1)
+    pooled = [
+        np.asarray(inference_llama.pooled_states(config, params, batch, prefix))
+        for prefix in (None, soft[0])
+    ]
+    assert pooled[0].shape == (1, config.emb_dim) and not np.allclose(*pooled, atol=1e-4)
+    lp = np.asarray(inference_llama.target_log_probs(config, params, batch, soft[0]))
+    gold = np.take_along_axis(lp[0], np.asarray(batch["targets"])[0, 0, :, None], -1)[:, 0]
+    np.testing.assert_allclose(
+        (gold * batch["target_mask"][0, 0]).sum(), first[1].scores[0], **PARITY_TOL
+    )

@@ -30,12 +30,14 @@ all-gather) on the number of steps and each step's bucket shapes, and a
 process that runs out of examples runs all-dummy batches, so every process
 makes the same calls with the same shapes.
 
-Model adapters, picked from the config's type: `inference.t5.T5Adapter`, and for
-decoder-only models `inference.llama.LlamaAdapter` (prompt + option tokenised
-together, each prompt shared by its options in one packed pass; its docstring
-says why). An adapter supplies text -> ids (`encode_prompt`, `cut`,
-`encode_rank`), batch layouts (`input_batch`, `rank_batch`) and jittable
-functions.
+Model adapters come from the config's family (`inference.families.for_config`):
+`inference.t5.T5Adapter`, and for decoder-only models
+`inference.llama.LlamaAdapter` (prompt + option tokenised together, each prompt
+shared by its options in one packed pass; its docstring says why). An adapter
+supplies text -> ids (`encode_prompt`, `cut`, `encode_rank`), batch layouts
+(`input_batch`, `rank_batch`) and jittable functions (`functions()`: 'standard',
+'standard_mean', 'sun', 'pool'; `prompted_functions()`: those taking a soft
+prompt; `generate_fn(n)`). The family also gives the parameters' logical axes.
 
 Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
 instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
@@ -51,16 +53,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrobust.inference import generation, prompt_formats
-from jaxrobust.inference import llama as inference_llama
-from jaxrobust.inference import t5 as inference_t5
+from jaxrobust.inference import families, generation, prompt_formats
 from jaxrobust.inference.batching import (
     Truncatable,
     bucket,
     power_of_two_buckets,
     truncate_to_fit,
 )
-from jaxrobust.models import llama_config, t5_config
 from jaxrobust.parallel import distributed, partitioning
 
 
@@ -87,22 +86,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) -> Any:
-    """The model adapter for a config's type."""
-    if isinstance(config, t5_config.T5Config):
-        return inference_t5.T5Adapter(config, tokenizer)
-    if isinstance(config, llama_config.LlamaConfig):
-        return inference_llama.LlamaAdapter(config, tokenizer, add_bos=fmt.add_bos)
-    raise TypeError(
-        f"no inference adapter for {type(config).__name__}; expected t5_config.T5Config or "
-        "llama_config.LlamaConfig"
-    )
+    """The model adapter of the config's family (`families.for_config`)."""
+    return families.for_config(config).make_adapter(config, tokenizer, fmt)
 
 
 class Engine:
     """Scores and generates for lists of rendered inputs; see the module docstring.
 
     Args:
-      config: a `t5_config.T5Config` or a `llama_config.LlamaConfig` (picks the adapter).
+      config: a registered family's config, e.g. `t5_config.T5Config` or
+        `llama_config.LlamaConfig` (its type picks the family and the adapter).
       params: the parameter tree (host or device; placed into shardings here).
       tokenizer: `jaxrobust.inference.tokenizer` interface (`encode`, `decode`, ids).
       mesh: defaults to all devices, data-parallel (`make_mesh()`).
@@ -121,7 +114,7 @@ class Engine:
 
     def __init__(
         self,
-        config: t5_config.T5Config | llama_config.LlamaConfig,
+        config: Any,
         params: Any,
         tokenizer: Any,
         mesh: jax.sharding.Mesh | None = None,
@@ -136,12 +129,17 @@ class Engine:
         prompt_format: str = "none",
     ):
         self.config = config
+        self.family = families.for_config(config)
         self.prompt_format = prompt_formats.get_format(prompt_format)
-        self.adapter = make_adapter(config, tokenizer, self.prompt_format)
+        self.adapter = self.family.make_adapter(config, tokenizer, self.prompt_format)
         self.tokenizer = tokenizer
         self.mesh = mesh if mesh is not None else partitioning.make_mesh()
         rules = rules if rules is not None else partitioning.standard_logical_axis_rules()
-        self.rules = self.adapter.fit_rules(rules, self.mesh)
+        # Axes the mesh does not divide (a 32001-row vocabulary, the byte
+        # tokenizer's 259) are replicated.
+        self.rules = partitioning.fit_rules_to_dims(
+            rules, self.mesh, self.family.logical_dims(config)
+        )
         data = self.mesh.shape[partitioning.DATA]
         if batch_size % data or batch_size % jax.process_count():
             raise ValueError(
@@ -157,7 +155,7 @@ class Engine:
         self.sun_max_input_len = sun_max_input_len
         self.ni_max_new_tokens = ni_max_new_tokens
         self.param_shardings = partitioning.logical_to_shardings(
-            self.adapter.param_logical_axes(), self.mesh, self.rules
+            self.family.param_logical_axes(config), self.mesh, self.rules
         )
         self.params = partitioning.shard_params(params, self.param_shardings)
         self.trace_counts: dict[str, int] = {}  # Traces (= compilations) per function.
@@ -268,7 +266,7 @@ class Engine:
           mode: "standard", "sun" or "ni" (see the module docstring).
           average: "standard" only: mean per-token log-likelihood.
           prefix_embeddings: a soft prompt `[P, D]` (`models/prompts.py`) prefixed
-            to every input ("standard" mode, T5). It is an argument of the
+            to every input ("standard" mode). It is an argument of the
             compiled functions: another prompt of the same shape compiles nothing.
         """
         if len(inputs) != len(options):
@@ -334,8 +332,8 @@ class Engine:
         fns = self.adapter.prompted_functions()
         if name not in fns:
             raise NotImplementedError(
-                f"soft prompts are scored in 'standard' mode on T5 models only (function "
-                f"{name!r}, {type(self.adapter).__name__})"
+                f"soft prompts are scored in 'standard' mode only (asked for {name!r}; "
+                f"{type(self.adapter).__name__} takes a prompt in {sorted(fns)})"
             )
         if prompt.ndim != 2 or prompt.shape[1] != self.config.emb_dim:
             raise ValueError(

@@ -37,7 +37,9 @@ keeps no cache. The pattern goes through the model's own `DecoderLayer`s (via
 `Module.apply(method=...)`), so the layer code is not duplicated here.
 
 Generation and Sun et al.'s scores use `generation.greedy_decode_llama` (KV
-cache, left-padded prompts, new tokens only).
+cache, left-padded prompts, new tokens only). A soft prompt `[P, D]` sits before
+the prompt at positions 0..P-1 and is attended by every token. `FAMILY` declares
+LLaMA to `inference.families`.
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.inference import generation
+from jaxrobust import checkpoints
+from jaxrobust.inference import families, generation
 from jaxrobust.models import llama, llama_config
-from jaxrobust.parallel import partitioning
 
 Array = jax.Array
 
@@ -135,6 +137,44 @@ def packed_layout(s: int, o: int, length: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
+def _option_logits(
+    config: llama_config.LlamaConfig,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None,
+) -> Array:
+    """Logits `[B, O, L, V]` float32 predicting every option token (the packed pass)."""
+    tokens, mask = batch["inputs"], jnp.asarray(batch["input_mask"], bool)
+    targets, tmask = batch["targets"], jnp.asarray(batch["target_mask"], bool)
+    b, s = tokens.shape
+    o, length = targets.shape[1:]
+    p = 0 if prefix_embeddings is None else prefix_embeddings.shape[-2]
+    first = p + mask.sum(-1).astype(jnp.int32)  # Position of every option's first token.
+    option_positions = jnp.broadcast_to(
+        first[:, None, None] + jnp.arange(length, dtype=jnp.int32), (b, o, length)
+    )
+    positions = jnp.concatenate(
+        [llama.positions_from_mask(mask, offset=p), option_positions.reshape(b, o * length)], 1
+    )
+    packed = jnp.concatenate([tokens, targets.reshape(b, o * length)], axis=1)
+    key_mask = jnp.concatenate([mask, tmask.reshape(b, o * length)], axis=1)
+    pattern, predicting = packed_layout(s, o, length)
+    allowed = key_mask[:, None, :] & pattern[None]
+    return (
+        llama.Llama(config)
+        .apply(
+            {"params": params},
+            packed,
+            positions,
+            allowed,
+            predicting.reshape(-1),
+            prefix_embeddings,
+            method=_packed_logits,
+        )
+        .reshape(b, o, length, -1)
+    )
+
+
 def option_log_likelihoods(
     config: llama_config.LlamaConfig,
     params: Any,
@@ -157,36 +197,23 @@ def option_log_likelihoods(
     Returns:
       `[B, O]` float32; absent options are -inf.
     """
-    tokens, mask = batch["inputs"], jnp.asarray(batch["input_mask"], bool)
-    targets, tmask = batch["targets"], jnp.asarray(batch["target_mask"], bool)
-    b, s = tokens.shape
-    o, length = targets.shape[1:]
-    p = 0 if prefix_embeddings is None else prefix_embeddings.shape[-2]
-    first = p + mask.sum(-1).astype(jnp.int32)  # Position of every option's first token.
-    option_positions = jnp.broadcast_to(
-        first[:, None, None] + jnp.arange(length, dtype=jnp.int32), (b, o, length)
-    )
-    positions = jnp.concatenate(
-        [llama.positions_from_mask(mask, offset=p), option_positions.reshape(b, o * length)], 1
-    )
-    packed = jnp.concatenate([tokens, targets.reshape(b, o * length)], axis=1)
-    key_mask = jnp.concatenate([mask, tmask.reshape(b, o * length)], axis=1)
-    pattern, predicting = packed_layout(s, o, length)
-    allowed = key_mask[:, None, :] & pattern[None]
-    logits = (
-        llama.Llama(config)
-        .apply(
-            {"params": params},
-            packed,
-            positions,
-            allowed,
-            predicting.reshape(-1),
-            prefix_embeddings,
-            method=_packed_logits,
-        )
-        .reshape(b, o, length, -1)
-    )
-    return generation.option_totals(logits, targets, tmask, average)
+    logits = _option_logits(config, params, batch, prefix_embeddings)
+    tmask = jnp.asarray(batch["target_mask"], bool)
+    return generation.option_totals(logits, batch["targets"], tmask, average)
+
+
+def target_log_probs(
+    config: llama_config.LlamaConfig,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+) -> Array:
+    """Teacher-forced log-probabilities `[N, L, V]` of each row's one continuation.
+
+    Args:
+      batch: as `option_log_likelihoods` with one option per row (`targets` `[N, 1, L]`).
+    """
+    return jax.nn.log_softmax(_option_logits(config, params, batch, prefix_embeddings)[:, 0], -1)
 
 
 def sun_option_scores(
@@ -205,16 +232,27 @@ def sun_option_scores(
     return scores
 
 
-def pooled_states(config: llama_config.LlamaConfig, params: Any, batch: dict[str, Array]) -> Array:
-    """Mean of the final (normed) states over each prompt's real tokens: `[B, D]` float32."""
+def pooled_states(
+    config: llama_config.LlamaConfig,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+) -> Array:
+    """Mean of the final (normed) states over each prompt's real tokens: `[B, D]` float32.
+
+    A soft prompt `[P, D]` is attended but not averaged: in a causal model its
+    own states do not depend on the text, so they would only dilute the mean.
+    """
     tokens, mask = batch["inputs"], jnp.asarray(batch["input_mask"], bool)
     t = tokens.shape[1]
+    p = 0 if prefix_embeddings is None else prefix_embeddings.shape[-2]
     allowed = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
     states = llama.Llama(config).apply(
         {"params": params},
         tokens,
-        llama.positions_from_mask(mask),
+        llama.positions_from_mask(mask, offset=p),
         allowed,
+        prefix_embeddings,
         method=_final_states,
     )
     m = mask[..., None].astype(jnp.float32)
@@ -256,13 +294,6 @@ class LlamaAdapter:
         self.tokenizer = tokenizer
         self.add_bos = add_bos and tokenizer.bos_id is not None
         self.option_separator = option_separator
-
-    def param_logical_axes(self) -> Any:
-        return llama.param_logical_axes(self.config)
-
-    def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> tuple:
-        """Replicates axes the mesh does not divide (e.g. a 32001-row vocabulary)."""
-        return partitioning.fit_rules_to_dims(rules, mesh, llama.logical_dims(self.config))
 
     # -- tokens ---------------------------------------------------------------
 
@@ -332,13 +363,39 @@ class LlamaAdapter:
         }
 
     def prompted_functions(self) -> dict[str, Callable]:
-        """The scorers that take a soft prompt: none, the engine scores soft prompts on
-        T5 only (this family's `option_log_likelihoods` takes one; the engine does
-        not pass it yet)."""
-        return {}
+        """The scorers that take a soft prompt `[P, D]` as a third (traced) argument."""
+        cfg = self.config
+        return {
+            "standard": lambda p, b, prompt: option_log_likelihoods(cfg, p, b, prompt),
+            "standard_mean": lambda p, b, prompt: option_log_likelihoods(
+                cfg, p, b, prompt, average=True
+            ),
+        }
 
     def generate_fn(self, max_new_tokens: int) -> Callable:
         cfg = self.config
         return lambda p, b: generation.greedy_decode_llama(
             cfg, p, b["inputs"], b["input_mask"], max_new_tokens
         )[0]
+
+
+# ---------------------------------------------------------------------------
+# The family (`inference.families`).
+# ---------------------------------------------------------------------------
+
+FAMILY = families.Family(
+    name="llama",
+    config_class=llama_config.LlamaConfig,
+    get_preset=llama_config.get_preset,
+    from_hf_config=llama_config.from_hf_config,
+    init=llama.init_fn,
+    param_logical_axes=llama.param_logical_axes,
+    logical_dims=llama.logical_dims,
+    make_adapter=lambda config, tokenizer, fmt: LlamaAdapter(config, tokenizer, fmt.add_bos),
+    option_log_likelihoods=option_log_likelihoods,
+    target_log_probs=target_log_probs,
+    pooled_states=pooled_states,
+    token_embedding=lambda params: params["embed_tokens"],
+    load_hf=checkpoints.load_hf_llama,
+    export_hf=checkpoints.export_hf_llama,
+)

@@ -8,6 +8,8 @@ and all its options go through one `[B, O, L]` decoder call.
 
 `T5Adapter` is what the engine needs from the family: text -> ids (options are
 tokenised alone; EOS included), batch layouts and the jittable functions.
+`FAMILY` declares T5 to `inference.families` (presets, init, axes, HF files,
+adapter, the scorers training uses).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrobust.inference import generation
+from jaxrobust import checkpoints
+from jaxrobust.inference import families, generation
 from jaxrobust.models import layers, t5, t5_config
-from jaxrobust.parallel import partitioning
 
 Array = jax.Array
 
@@ -68,12 +70,38 @@ def sun_option_scores(config: t5_config.T5Config, params: Any, batch: dict[str, 
 
 
 def pooled_encoder_states(
-    config: t5_config.T5Config, params: Any, batch: dict[str, Array]
+    config: t5_config.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
 ) -> Array:
-    """Mean of the final encoder states over non-pad positions: `[B, D]` float32."""
-    encoded, mask = t5.T5(config).apply({"params": params}, batch["inputs"], method=t5.T5.encode)
+    """Mean of the final encoder states over attended positions: `[B, D]` float32.
+
+    With a soft prompt `[P, D]` its P positions are encoder positions too and are
+    averaged in (the training loss's representation term).
+    """
+    encoded, mask = t5.T5(config).apply(
+        {"params": params}, batch["inputs"], prefix_embeddings, method=t5.T5.encode
+    )
     m = mask[..., None].astype(jnp.float32)
     return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
+
+
+def target_log_probs(
+    config: t5_config.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+) -> Array:
+    """Teacher-forced log-probabilities `[N, L, V]` of the one target per row.
+
+    Args:
+      batch: 'inputs' `[N, S]` and 'targets' `[N, 1, L]` (a generation task's gold text).
+    """
+    targets = batch["targets"][:, 0]
+    dec_in = layers.shift_right(targets, config.pad_id)
+    logits = t5.T5(config).apply({"params": params}, batch["inputs"], dec_in, prefix_embeddings)
+    return jax.nn.log_softmax(logits, axis=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -87,13 +115,6 @@ class T5Adapter:
     def __init__(self, config: t5_config.T5Config, tokenizer: Any = None):
         self.config = config
         self.tokenizer = tokenizer
-
-    def param_logical_axes(self) -> Any:
-        return t5.param_logical_axes(self.config)
-
-    def fit_rules(self, rules: partitioning.LogicalRules, mesh: jax.sharding.Mesh) -> Any:
-        """Replicates axes the mesh does not divide (e.g. the byte tokenizer's 259 rows)."""
-        return partitioning.fit_rules_to_dims(rules, mesh, t5.logical_dims(self.config))
 
     def encode_prompt(self, text: str) -> list[int]:
         """Encoder ids, EOS included."""
@@ -149,3 +170,25 @@ class T5Adapter:
 
     def generate_fn(self, max_new_tokens: int) -> Callable:
         return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]
+
+
+# ---------------------------------------------------------------------------
+# The family (`inference.families`).
+# ---------------------------------------------------------------------------
+
+FAMILY = families.Family(
+    name="t5",
+    config_class=t5_config.T5Config,
+    get_preset=t5_config.get_preset,
+    from_hf_config=t5_config.from_hf_config,
+    init=lambda config: lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs()),
+    param_logical_axes=t5.param_logical_axes,
+    logical_dims=t5.logical_dims,
+    make_adapter=lambda config, tokenizer, fmt: T5Adapter(config, tokenizer),
+    option_log_likelihoods=option_log_likelihoods,
+    target_log_probs=target_log_probs,
+    pooled_states=pooled_encoder_states,
+    token_embedding=lambda params: params["token_embedder"]["embedding"],
+    load_hf=checkpoints.load_hf_t5,
+    export_hf=checkpoints.export_hf_t5,
+)

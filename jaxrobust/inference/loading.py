@@ -1,0 +1,154 @@
+"""The model factory: a `ModelSpec` in, a model on the mesh out.
+
+`load_model(spec, mesh)` is the one place a model is built, for evaluation,
+training, the `score` command and the benchmark alike:
+
+1. the family: `families.get_family(spec.family)`;
+2. the tokenizer (`make_tokenizer`): 'byte', an HF directory, or the checkpoint's;
+3. the config: the checkpoint's `config.json`, else the preset with the
+   tokenizer's vocabulary size;
+4. the rules: the standard logical axis rules, with every axis the mesh does not
+   divide replicated (`partitioning.fit_rules_to_dims`: a 32001-row vocabulary,
+   the byte tokenizer's 259 rows);
+5. the parameters, created in their shardings: read tensor by tensor from the
+   HF checkpoint (`Family.load_hf`), or initialised from `spec.seed` by the
+   jitted init (`partitioning.init_sharded`), then cast to `spec.dtype`.
+
+The jitted random init gives the same bits as calling `Module.init` eagerly
+(threefry draws do not depend on jit or sharding), so evaluation and training
+start from the same weights for the same seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrobust import checkpoints
+from jaxrobust.inference import families, prompt_formats
+from jaxrobust.inference import tokenizer as tokenizer_lib
+from jaxrobust.inference.engine import Engine
+from jaxrobust.parallel import partitioning
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One model to evaluate or to train from; gin binds one per `gin_configs/models/*.gin`
+    (as `evaluation.ModelSpec`)."""
+
+    name: str  # Label in paths, records and report rows, e.g. 'flan-t5-xl'.
+    family: str = "t5"  # Architecture: a `families` name ('t5', 'llama', or registered).
+    preset: str = ""  # Preset (models/t5_config.py, llama_config.py); random-weight shapes.
+    checkpoint: str = ""  # HF directory; '' = random weights of `preset` (tests, demos).
+    tokenizer: str = ""  # '' = the checkpoint's; 'byte' = ByteTokenizer; else an HF dir.
+    prompt_format: str = "none"  # prompt_formats name wrapping each input (LLaMA family).
+    series: str = ""  # Size-curve grouping, e.g. 'flan-t5'; '' = no curve.
+    params_b: float = 0.0  # Parameters in billions (x axis of the size curve).
+    # Collections whose observed:<c> templates it was tuned on; "*" = any, () = none.
+    observed_collections: tuple[str, ...] = ("*",)
+    soft_prompt: str = ""  # .npy file of learned prefix embeddings [P, D]; '' = none.
+    seed: int = 0  # Random-weight init seed (no checkpoint).
+    dtype: str = "float32"  # Parameter dtype on device ('float32' or 'bfloat16').
+
+
+def make_tokenizer(spec: ModelSpec) -> Any:
+    """The spec's tokenizer: 'byte', else the HF directory `tokenizer` or `checkpoint`."""
+    if spec.tokenizer == "byte":
+        return tokenizer_lib.ByteTokenizer()
+    directory = spec.tokenizer or spec.checkpoint
+    if not directory:
+        raise ValueError(
+            f"model {spec.name!r}: random weights need ModelSpec.tokenizer ('byte' or an "
+            "HF tokenizer directory)"
+        )
+    return tokenizer_lib.HFTokenizer(directory)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A model on a mesh: what `load_model` returns."""
+
+    spec: ModelSpec
+    family: families.Family
+    config: Any  # The family's config (`family.config_class`).
+    params: Any  # The parameter tree, every leaf in its sharding.
+    tokenizer: Any
+    mesh: jax.sharding.Mesh
+    rules: tuple  # Logical axis rules fitted to the model's sizes.
+
+    def adapter(self) -> Any:
+        """The family's engine adapter, with the spec's prompt format."""
+        fmt = prompt_formats.get_format(self.spec.prompt_format)
+        return self.family.make_adapter(self.config, self.tokenizer, fmt)
+
+    def engine(self, **engine_options: Any) -> Engine:
+        """An `Engine` on this model, mesh and rules, in the spec's prompt format.
+
+        Args:
+          engine_options: `Engine` keywords (`batch_size`, `max_input_len`, buckets, ...).
+        """
+        return Engine(
+            self.config,
+            self.params,
+            self.tokenizer,
+            mesh=self.mesh,
+            rules=self.rules,
+            prompt_format=self.spec.prompt_format,
+            **engine_options,
+        )
+
+
+def load_model(
+    spec: ModelSpec,
+    mesh: jax.sharding.Mesh,
+    rules: partitioning.LogicalRules | None = None,
+    *,
+    tokenizer: Any = None,
+    config_overrides: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Builds the model `spec` names on `mesh` (see the module docstring).
+
+    Args:
+      rules: logical axis rules; defaults to `partitioning.standard_logical_axis_rules()`.
+      tokenizer: use this tokenizer instead of the spec's (e.g. the benchmark's
+        ids-as-text tokenizer); with random weights and no `vocab_size`
+        attribute the preset keeps its own vocabulary size.
+      config_overrides: config fields to replace, e.g. `{'dtype': 'bfloat16'}`
+        for bfloat16 activations (parameters follow `spec.dtype`).
+    """
+    family = families.get_family(spec.family)
+    if spec.checkpoint and family.load_hf is None:
+        raise ValueError(
+            f"model {spec.name!r}: family {family.name!r} reads no HF checkpoints "
+            f"(ModelSpec.checkpoint={spec.checkpoint!r}); leave it '' for random weights"
+        )
+    tok = tokenizer if tokenizer is not None else make_tokenizer(spec)
+    overrides = dict(config_overrides or {})
+    if spec.checkpoint:
+        config = family.from_hf_config(checkpoints.read_hf_config(spec.checkpoint), **overrides)
+    else:
+        if getattr(tok, "vocab_size", None) is not None:
+            overrides = {"vocab_size": tok.vocab_size, **overrides}
+        config = family.get_preset(spec.preset or "tiny", **overrides)
+    base = rules if rules is not None else partitioning.standard_logical_axis_rules()
+    rules = partitioning.fit_rules_to_dims(base, mesh, family.logical_dims(config))
+    dtype = jnp.dtype(spec.dtype)
+    if spec.checkpoint:
+        shardings = partitioning.logical_to_shardings(
+            family.param_logical_axes(config), mesh, rules
+        )
+        config, params = family.load_hf(
+            spec.checkpoint, shardings=shardings, dtype=dtype, config=config
+        )
+    else:
+        init = family.init(config)
+        params, shardings = partitioning.init_sharded(
+            init, jax.random.PRNGKey(spec.seed), mesh, rules
+        )
+        if dtype != jnp.float32:
+            cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
+            params = partitioning.partition(cast, mesh, rules, out_shardings=shardings)(params)
+    return LoadedModel(spec, family, config, params, tok, mesh, rules)
