@@ -9,16 +9,21 @@ setuptools.setup(
         "Robustness of instruction-tuned language models to instruction wording, "
         "and soft prompts that improve it (JAX/Flax)."
     ),
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # jax >= 0.7 supports Python 3.11+.
     packages=setuptools.find_packages(include=["jaxrobust", "jaxrobust.*"]) + ["jaxrobust.tasks"],
     package_dir={"jaxrobust.tasks": "tasks"},
     package_data={"jaxrobust.tasks": ["**/*.yaml", "**/*.json"]},
     include_package_data=True,
     install_requires=[
-        "jax>=0.4.30",
-        "flax>=0.8",
+        # jax.sharding.AxisType and make_mesh(axis_types=...) appeared in 0.5.3,
+        # jax.set_mesh in 0.7.1; flax 0.12 needs 0.7.1 anyway.
+        "jax>=0.7.1",
+        # From 0.12 nn.with_logical_constraint sees the mesh set by jax.set_mesh
+        # (partitioning.active); before, the model's activation constraints were
+        # silently dropped (flax checked only the legacy `with mesh:` context).
+        "flax>=0.12",
         "optax",
-        "orbax-checkpoint",
+        "orbax-checkpoint>=0.5",  # CheckpointManager with ocp.args (CheckpointArgs API).
         "transformers>=4.40",
         "tokenizers",
         "sentencepiece",
@@ -30,9 +35,9 @@ setuptools.setup(
         "jinja2",
         "pyyaml",
         "tensorstore",
-        "scipy",
+        "scipy>=1.15",  # scipy.stats.quantile.
         "matplotlib",
-        "tensorboardX",  # training.py event files (no TensorFlow/TensorBoard needed).
+        "tensorboardX",  # Training event files (no TensorFlow/TensorBoard needed).
     ],
     extras_require={
         "test": [
@@ -42,6 +47,9 @@ setuptools.setup(
             "ruff",
             "scikit-learn",
             "statsmodels",
+            # Tests build tokenizers from vocabularies (LlamaTokenizer(vocab=, merges=),
+            # T5Tokenizer(vocab=)): transformers 5's tokenizers backend.
+            "transformers>=5",
             # The CPU build; an unpinned torch pulls a multi-GB CUDA build.
             "torch==2.13.0",
         ],
