@@ -68,6 +68,7 @@ def _header(n: int, **extra) -> dict:
     return {
         "kind": "header",
         "format_version": records.FORMAT_VERSION,
+        "schema_version": records.SCHEMA_VERSION,
         "task": "jr:x:qa:t1",
         "n_examples": n,
         "config": {"model": "m"},
@@ -168,6 +169,50 @@ def test_complete_file_from_other_settings_is_refused(tmp_path):
         evaluation.evaluate_file(
             path, _header(10, config={"model": "other"}), EXAMPLES, _fake_scorer()[0], 4
         )
+    assert str(path) in str(e.value)
+
+
+def _without_schema(n: int) -> dict:
+    header = _header(n)
+    del header["schema_version"]
+    return header
+
+
+def test_file_from_before_schema_versions_is_schema_1_and_kept(tmp_path):
+    """Complete files written before headers carried `schema_version` read as schema 1,
+    and a re-run takes them as its own: skipped, never rewritten."""
+    assert records.SCHEMA_VERSION == 1  # Else such files are another schema: refuse them.
+    path = tmp_path / "old.jsonl"
+    evaluation.evaluate_file(path, _without_schema(10), EXAMPLES, _fake_scorer()[0], 4)
+    assert b"schema_version" not in path.read_bytes()
+    assert records.read_records(path).header["schema_version"] == 1
+    before, score = path.read_bytes(), _fake_scorer()
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score[0], 4) == "skipped"
+    assert score[1] == [] and path.read_bytes() == before
+
+
+def test_partial_from_before_schema_versions_restarts_with_a_versioned_header(tmp_path):
+    """Its header line differs from the new one, so it is recomputed from the start (a
+    resumed file keeping the old header line would not equal an uninterrupted run's)."""
+    ref = tmp_path / "ref.jsonl"
+    evaluation.evaluate_file(ref, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    path = tmp_path / "old.jsonl"
+    with pytest.raises(RuntimeError):
+        evaluation.evaluate_file(path, _without_schema(10), EXAMPLES, _fake_scorer(2)[0], 4)
+    score, calls = _fake_scorer()
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 4) == "written"
+    assert calls == [4, 4, 2] and path.read_bytes() == ref.read_bytes()
+    assert json.loads(path.read_bytes().splitlines()[0])["schema_version"] == 1
+
+
+@pytest.mark.parametrize("schema", [records.SCHEMA_VERSION + 1, 0, "1"])
+def test_unknown_schema_is_refused_by_name(tmp_path, schema):
+    path = tmp_path / "new.jsonl"
+    evaluation.evaluate_file(
+        path, _header(10, schema_version=schema), EXAMPLES, _fake_scorer()[0], 4
+    )
+    with pytest.raises(records.RecordsError, match="record schema") as e:
+        records.read_records(path)
     assert str(path) in str(e.value)
 
 

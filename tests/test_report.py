@@ -274,7 +274,9 @@ def test_report_command_loads_no_jax(synthetic):
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "assert not bad, bad\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| small |" in done.stdout
 
@@ -308,6 +310,7 @@ def test_cli_end_to_end(tmp_path):
         env=env,
         check=True,
         capture_output=True,
+        timeout=400,
     )
     done = subprocess.run(
         cmd + ["report", f"--output_dir={out}"],
@@ -316,6 +319,7 @@ def test_cli_end_to_end(tmp_path):
         check=True,
         capture_output=True,
         text=True,
+        timeout=200,
     )
     assert "| tiny-t5 |" in done.stdout
     files = sorted((out / "records" / "tiny-t5").glob("*.jsonl"))

@@ -68,6 +68,7 @@ def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, conf
     return {
         "kind": "header",
         "format_version": records.FORMAT_VERSION,
+        "schema_version": records.SCHEMA_VERSION,
         "task": task,
         "template_id": examples[0]["template_id"],
         "provenance": examples[0]["provenance"],

@@ -5,7 +5,7 @@ equal bytes)::
 
     {"kind": "header", "task": ..., "template_id": ..., "provenance": ...,
      "dataset": ..., "format": ..., "n_examples": N, "data_fingerprint": ...,
-     "config": {...}, "format_version": 1}
+     "config": {...}, "format_version": 1, "schema_version": 1}
     {"kind": "record", "example_id": ..., "scores": [...], "prediction": ...,
      "predicted_label": ..., "gold_label": ..., "correct": ..., "truncated": ...}
     ...                                 N records in the task's example order
@@ -34,7 +34,13 @@ from etils import epath
 
 from jaxrobust.storage import files
 
+# The file's framing: header, record, chunk and footer lines and the checksum.
 FORMAT_VERSION = 1
+# What the lines say: the header's fields and `config`, a record's fields. Bumped
+# when a field is added, removed or changes meaning. Files written before headers
+# carried it are schema 1 (`read_records` reads them so, and a re-run takes such a
+# complete file as its own).
+SCHEMA_VERSION = 1
 RECORDS_DIR = "records"
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,9 @@ class RecordFile:
     """A verified record file."""
 
     path: epath.Path
-    header: dict  # Task, template, provenance, config, data fingerprint, n_examples.
+    # Task, template, provenance, config, data fingerprint, n_examples, versions
+    # (`schema_version` filled in as 1 for files from before it was written).
+    header: dict
     records: list[dict]  # One per example, in the task's order.
     pooled_sum: np.ndarray | None  # [D] sum of pooled encoder states, when recorded.
 
@@ -99,6 +107,13 @@ def read_records(path: str | os.PathLike) -> RecordFile:
         if i == 0:
             if kind != "header" or obj.get("format_version") != FORMAT_VERSION:
                 raise RecordsError(path, f"line 1 is not a version-{FORMAT_VERSION} header")
+            schema = obj.setdefault("schema_version", 1)
+            if not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
+                raise RecordsError(
+                    path,
+                    f"record schema {schema!r}; this jaxrobust reads schemas 1 to "
+                    f"{SCHEMA_VERSION} (a newer one wrote it? upgrade jaxrobust)",
+                )
             header = obj
         elif kind == "record":
             records.append(obj)
