@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -248,47 +247,52 @@ def test_reference_run_records(reference):
     }
 
 
-DRIVER = """
-import pathlib, sys, time
+KILL_POINT = "driver: waiting to be killed"
+DRIVER = f"""
+import sys, threading
 from jaxrobust import main
 from jaxrobust.evaluation import runner
-marker, stop_at = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+stop_at = int(sys.argv[1])
 make_scorer = runner.make_scorer
 def hanging(*args, **kwargs):
     score, calls = make_scorer(*args, **kwargs), [0]
     def wrapped(chunk):
         calls[0] += 1
-        if calls[0] == stop_at:  # the test kills us while we wait here
-            marker.write_text("waiting")
-            time.sleep(600)
+        if calls[0] == stop_at:  # The test kills us while we wait here, forever.
+            print({KILL_POINT!r}, flush=True)
+            threading.Event().wait()
         return score(chunk)
     return wrapped
 runner.make_scorer = hanging
-sys.exit(main.main(sys.argv[3:]))
+sys.exit(main.main(sys.argv[2:]))
 """
 
 
 @pytest.mark.parametrize("sig, stop_at", [(signal.SIGKILL, 6), (signal.SIGTERM, 12)])
 def test_kill_and_rerun(reference, tmp_path, sig, stop_at):
-    out, marker = tmp_path / "out", tmp_path / "marker"
+    out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), str(REPO)])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(marker), str(stop_at), *eval_args(out)],
+        [sys.executable, "-c", DRIVER, str(stop_at), *eval_args(out)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(
-                f"driver ended before the kill point:\n{proc.stdout.read().decode()[-3000:]}"
-            )
-        time.sleep(0.05)
+    # No deadline: reading blocks until the driver reports the kill point (or ends);
+    # a hang is pytest-timeout's to stop.
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        if KILL_POINT in line:  # (a progress line without a newline may precede it)
+            break
+    else:
+        proc.wait()
+        pytest.fail(f"driver ended before the kill point:\n{''.join(output)[-3000:]}")
     proc.send_signal(sig)
-    assert proc.wait(timeout=60) == -sig
+    assert proc.wait() == -sig
+    proc.stdout.close()
     # 2 chunks (4 examples each) per file: (stop_at - 1) // 2 files are complete,
     # and with an odd number of committed chunks a .partial holds one.
     done = sorted((out / "records" / "tiny-t5").glob("*.jsonl"))
