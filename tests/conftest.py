@@ -26,12 +26,18 @@ SHARED_DATA = pathlib.Path(
 REQUIRE_DATA = "JAXROBUST_REQUIRE_DATA"
 
 
+def data_required() -> bool:
+    """Whether `$JAXROBUST_REQUIRE_DATA` is set (to anything but '' or '0')."""
+    return os.environ.get(REQUIRE_DATA, "") not in ("", "0")
+
+
 def data_missing(message: str) -> None:
     """Skips the calling test for missing shared data, or fails it under `$JAXROBUST_REQUIRE_DATA`.
 
-    Every data-gated test goes through here (never a bare `pytest.skip`).
+    Every data-gated test goes through here (never a bare `pytest.skip`); a test
+    that only leaves out some checks without the data asserts `not data_required()`.
     """
-    if os.environ.get(REQUIRE_DATA, "") not in ("", "0"):
+    if data_required():
         pytest.fail(f"{message} (and {REQUIRE_DATA} is set: the data is required)")
     pytest.skip(message)
 

@@ -9,6 +9,7 @@ import jaxrobust.tasks as tasks
 import numpy as np
 import pytest
 import seqio  # noqa: E402  (after jaxrobust.tasks, which quiets TensorFlow)
+from conftest import data_required
 from jaxrobust.tasks import qa, registry, relation_extraction, relation_schemas, training_mixtures
 
 from jaxrobust.data import datasets
@@ -67,6 +68,8 @@ def test_names_follow_the_grammar():
         assert m in mixtures, m
     if observed:  # read from the data directory at import
         assert {"jr:semeval:re#observed_p3", "jr:boolq:qa#observed_flan"} <= mixtures
+    else:  # Those mixtures are left unchecked without the data, except where it is required.
+        assert not data_required(), f"no promptsource/ under {datasets.data_dir()}"
 
 
 def test_registering_twice_is_harmless():
