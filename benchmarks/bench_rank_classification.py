@@ -186,14 +186,23 @@ def encoder_flops(cfg, batch: int, length: int) -> float:
     return batch * length * cfg.num_encoder_layers * per_token
 
 
-def _engine(config, params, tokenizer, args):
-    """The engine with one bucket per axis: every batch has the benchmark's shapes."""
+def _engine(args, tokenizer):
+    """The model (`inference.load_model`: the arm's HF weights, or with --skip-hf random
+    weights made on the device in their shardings; activations in `--dtype`) in an
+    engine with one bucket per axis: every batch has the benchmark's shapes."""
     from jaxrobust import inference
+    from jaxrobust.parallel import partitioning
 
-    return inference.Engine(
-        config,
-        params,
-        tokenizer,
+    spec = inference.ModelSpec(
+        name="bench", family=args.family, preset=args.preset, checkpoint=args.weights
+    )
+    model = inference.load_model(
+        spec,
+        partitioning.make_mesh(),
+        tokenizer=tokenizer,
+        config_overrides={"dtype": args.dtype},
+    )
+    return model.engine(
         batch_size=args.batch_size,
         max_input_len=args.input_len,
         length_buckets=(args.input_len,),
@@ -205,26 +214,14 @@ def _engine(config, params, tokenizer, args):
 def run_jax(args, arm: str) -> dict:
     import jax
 
-    from jaxrobust import checkpoints
-    from jaxrobust.models import t5, t5_config
+    from jaxrobust.models import t5
     from jaxrobust.parallel import partitioning
 
-    if args.weights:
-        config, params = checkpoints.load_hf_t5(args.weights)
-        config = config.replace(dtype=args.dtype)
-    else:  # --skip-hf: random weights made on the device, in their shardings.
-        config = t5_config.get_preset(args.preset, dtype=args.dtype)
-        mesh = partitioning.make_mesh()
-        params, _ = partitioning.init_sharded(
-            lambda r: t5.T5(config).init(r, *t5.dummy_inputs()),
-            jax.random.PRNGKey(0),
-            mesh,
-            partitioning.standard_logical_axis_rules(),
-        )
+    eng = _engine(args, IdsTokenizer())
+    config = eng.config
     inputs, options = make_data(args, config.vocab_size)
     texts = [_text(x) for x in inputs]
     opt_texts = [[_text(o) for o in opts] for opts in options]
-    eng = _engine(config, params, IdsTokenizer(), args)
     bs = args.batch_size
     if arm == "jax_rank":
 
@@ -392,14 +389,10 @@ def run_hf_llama(args, arm: str) -> dict:
 def run_jax_llama(args, arm: str) -> dict:
     import jax
 
-    from jaxrobust import checkpoints
-
-    config, params = checkpoints.load_hf_llama(args.weights)
-    config = config.replace(dtype=args.dtype)
-    prompts, options = make_llama_data(args, config.vocab_size)
+    eng = _engine(args, LlamaIdsTokenizer())
+    prompts, options = make_llama_data(args, eng.config.vocab_size)
     texts = [_text(p[1:]) for p in prompts]  # The adapter adds BOS.
     opt_texts = [[_text(o) for o in opts] for opts in options]
-    eng = _engine(config, params, LlamaIdsTokenizer(), args)
     if arm == "jax_rank":
 
         def fn(n):

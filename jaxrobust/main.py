@@ -1,6 +1,6 @@
 """jaxrobust's command line: one function per command.
 
-  python -m jaxrobust.main score [--checkpoint HF_DIR] [--preset tiny] [--seed 0]
+  python -m jaxrobust.main score [--family t5] [--checkpoint HF_DIR] [--preset tiny] [--seed 0]
   python -m jaxrobust.main eval --gin_file=gin_configs/runs/eval.gin \
       --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
       --gin.MIXTURES="['jr:semeval:re#all']" --gin.OUTPUT_DIR="'/tmp/out'"
@@ -34,8 +34,6 @@ import pathlib
 import sys
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 # The repository root: `--gin_file=gin_configs/...` resolves from any directory.
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -77,65 +75,41 @@ def _start(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _pad(rows: list[list[int]], length: int) -> np.ndarray:
-    out = np.zeros((len(rows), length), np.int32)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r[:length]
-    return out
-
-
 def score(args: argparse.Namespace) -> int:
     _start(args)
     import jax
-    import jax.numpy as jnp
 
-    from jaxrobust import checkpoints
-    from jaxrobust.inference.tokenizer import ByteTokenizer, HFTokenizer
-    from jaxrobust.models import layers, t5, t5_config
+    from jaxrobust import inference
+    from jaxrobust.parallel import partitioning
 
+    spec = inference.ModelSpec(
+        name="score",
+        family=args.family,
+        preset=args.preset,
+        checkpoint=args.checkpoint or "",
+        tokenizer="" if args.checkpoint else "byte",
+        seed=args.seed,
+    )
+    mesh = partitioning.make_mesh()
+    model = inference.load_model(spec, mesh)
     if args.checkpoint:
-        config, params = checkpoints.load_hf_t5(args.checkpoint)
-        tokenizer = HFTokenizer(args.checkpoint)
         label = f"checkpoint {args.checkpoint}"
     else:
-        tokenizer = ByteTokenizer()
-        config = t5_config.get_preset(args.preset, vocab_size=tokenizer.vocab_size)
-        variables = t5.T5(config).init(jax.random.PRNGKey(args.seed), *t5.dummy_inputs())
-        params = jax.tree_util.tree_map(
-            lambda x: x.value if hasattr(x, "value") else x,
-            variables["params"],
-            is_leaf=lambda x: hasattr(x, "value"),
-        )
         label = f"RANDOM WEIGHTS ({args.preset} preset, seed {args.seed}, byte tokenizer)"
+    data = mesh.shape[partitioning.DATA]
+    engine = model.engine(batch_size=data * -(-len(DEMO_PROMPTS) // data), max_input_len=128)
+    # Process 0 scores the prompts; the others join the same steps with none.
+    mine = DEMO_PROMPTS if jax.process_index() == 0 else []
+    results = engine.rank_classify([p for p, _ in mine], [o for _, o in mine])
+    if not mine:
+        return 0
     print(f"jaxrobust score: {label}\n")
-
-    model = t5.T5(config)
-    max_options = max(len(o) for _, o in DEMO_PROMPTS)
-    enc = _pad([tokenizer.encode(p) for p, _ in DEMO_PROMPTS], 128)
-    targets = [
-        [tokenizer.encode(o) for o in opts] + [[]] * (max_options - len(opts))
-        for _, opts in DEMO_PROMPTS
-    ]
-    length = max(len(t) for row in targets for t in row)
-    tgt = np.stack([_pad(row, length) for row in targets])  # [B, O, L]
-    dec_in = layers.shift_right(tgt, config.pad_id)
-
-    @jax.jit
-    def option_scores(params, enc, dec_in, tgt):
-        encoded, mask = model.apply({"params": params}, enc, method=t5.T5.encode)
-        logits, _ = model.apply({"params": params}, encoded, mask, dec_in, method=t5.T5.decode)
-        lp = jax.nn.log_softmax(logits, axis=-1)
-        tok = jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
-        return jnp.sum(jnp.where(tgt != 0, tok, 0.0), axis=-1)  # [B, O]
-
-    scores = np.asarray(option_scores(params, enc, dec_in, tgt))
     predictions = []
-    for (prompt, opts), row in zip(DEMO_PROMPTS, scores, strict=True):
-        row = row[: len(opts)]
-        pred = int(np.argmax(row))  # Ties: the first option.
+    for (prompt, opts), result in zip(mine, results, strict=True):
+        pred = result.prediction  # Ties: the first option.
         predictions.append(opts[pred])
         print(prompt)
-        for o, s in zip(opts, row, strict=True):
+        for o, s in zip(opts, result.scores, strict=True):
             print(f"  {'*' if o == opts[pred] else ' '} {o:<18} log p = {s:9.3f}")
     # The first three prompts ask the same question; do their answers agree?
     yes_like = [p in ("yes", "true") for p in predictions[:3]]
@@ -256,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("score", help="rank-classify demo prompts (default command)")
-    p.add_argument("--checkpoint", help="HF T5 directory (config.json, weights, tokenizer)")
+    p.add_argument("--family", default="t5", help="model family: t5, llama (or registered)")
+    p.add_argument("--checkpoint", help="HF directory (config.json, weights, tokenizer)")
     p.add_argument(
-        "--preset", default="tiny", help="random-weight T5 preset (models/t5_config.py PRESETS)"
+        "--preset", default="tiny", help="random-weight preset (models/<family>_config.py)"
     )
     p.add_argument("--seed", type=int, default=0)
     _add_cluster_flags(p)

@@ -1,9 +1,10 @@
 """Evaluation: the gin-configured runner that writes verified, resumable record files.
 
 `evaluation.run`, `evaluation.ModelSpec` and `evaluation.EvalOptions` are the names gin
-files bind (`gin_configs/runs/eval.gin`). Modules: `spec` (ModelSpec), `options`
-(EvalOptions, record headers), `examples` (tasks and their examples), `resume` (one
-record file brought to completion), `runner` (models, scoring, the run).
+files bind (`gin_configs/runs/eval.gin`); `ModelSpec` is the model factory's
+(`inference.loading`), re-exported here. Modules: `options` (EvalOptions, record
+headers), `examples` (tasks and their examples), `resume` (one record file brought to
+completion), `runner` (the engine, scoring, the run).
 """
 
 from jaxrobust.evaluation.examples import (  # noqa: F401
@@ -21,4 +22,4 @@ from jaxrobust.evaluation.runner import (  # noqa: F401
     make_scorer,
     run,
 )
-from jaxrobust.evaluation.spec import ModelSpec  # noqa: F401
+from jaxrobust.inference.loading import ModelSpec  # noqa: F401

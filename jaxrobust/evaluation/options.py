@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from jaxrobust.evaluation.spec import ModelSpec
+from jaxrobust.inference.loading import ModelSpec
 from jaxrobust.storage import records
 
 

@@ -54,7 +54,7 @@ from jaxrobust.evaluation import examples as examples_lib
 from jaxrobust.evaluation import options as options_lib
 from jaxrobust.evaluation import resume
 from jaxrobust.evaluation.options import EvalOptions
-from jaxrobust.evaluation.spec import ModelSpec
+from jaxrobust.inference.loading import ModelSpec
 from jaxrobust.parallel import distributed
 from jaxrobust.storage import files, records
 
@@ -67,67 +67,14 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------
 
 
-def _tokenizer(spec: ModelSpec):
-    from jaxrobust.inference import tokenizer
-
-    if spec.tokenizer == "byte":
-        return tokenizer.ByteTokenizer()
-    directory = spec.tokenizer or spec.checkpoint
-    if not directory:
-        raise ValueError(
-            f"model {spec.name!r}: random weights need ModelSpec.tokenizer ('byte' or an "
-            "HF tokenizer directory)"
-        )
-    return tokenizer.HFTokenizer(directory)
-
-
 def build_engine(spec: ModelSpec, options: EvalOptions):
-    """Loads (or randomly initialises) a model into an `inference.Engine`."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxrobust import checkpoints, inference
-    from jaxrobust.models import llama, llama_config, t5, t5_config
+    """The engine on the model `spec` names (`inference.load_model`), sized by `options`."""
+    from jaxrobust import inference
     from jaxrobust.parallel import partitioning
 
-    if spec.family not in ("t5", "llama"):
-        raise ValueError(f"model {spec.name!r}: unknown family {spec.family!r} (t5 or llama)")
-    lib = {"t5": t5, "llama": llama}[spec.family]
-    config_lib = {"t5": t5_config, "llama": llama_config}[spec.family]
-    tok = _tokenizer(spec)
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
-    rules = partitioning.standard_logical_axis_rules()
-    dtype = jnp.dtype(spec.dtype)
-    if spec.checkpoint:
-        config = config_lib.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
-    else:
-        config = config_lib.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
-    # Axes the mesh does not divide (a 32001-row vocabulary, the byte tokenizer's
-    # 259) are replicated.
-    rules = partitioning.fit_rules_to_dims(rules, mesh, lib.logical_dims(config))
-    if spec.checkpoint:
-        shardings = partitioning.logical_to_shardings(lib.param_logical_axes(config), mesh, rules)
-        load = {"t5": checkpoints.load_hf_t5, "llama": checkpoints.load_hf_llama}[spec.family]
-        config, params = load(spec.checkpoint, shardings=shardings, dtype=dtype, config=config)
-    else:
-        if spec.family == "t5":
-            variables = t5.T5(config).init(jax.random.PRNGKey(spec.seed), *t5.dummy_inputs())
-        else:
-            variables = llama.init_fn(config)(jax.random.PRNGKey(spec.seed))
-        params = jax.tree_util.tree_map(
-            lambda x: (x.value if hasattr(x, "value") else x).astype(dtype),
-            variables["params"],
-            is_leaf=lambda x: hasattr(x, "value"),
-        )
-    return inference.Engine(
-        config,
-        params,
-        tok,
-        mesh=mesh,
-        rules=rules,
-        batch_size=options.batch_size,
-        max_input_len=options.max_input_len,
-        prompt_format=spec.prompt_format,
+    return inference.load_model(spec, mesh).engine(
+        batch_size=options.batch_size, max_input_len=options.max_input_len
     )
 
 
