@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from jaxrobust import checkpoints, evaluation, training
+from jaxrobust import checkpoints, evaluation, inference, training
 from jaxrobust.inference.tokenizer import ByteTokenizer
 from jaxrobust.models import prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
@@ -43,6 +43,9 @@ DATA = training_data.DataOptions(
     held_out_templates=("sent_u5", "sent_u6"),
     eval_limit=16,
 )
+# The tiny T5 every test here uses, and its engine adapter (tokens, batch layout).
+TINY = t5_config.get_preset("tiny", vocab_size=ByteTokenizer().vocab_size)
+ADAPTER = inference.T5Adapter(TINY, ByteTokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +82,9 @@ def test_template_split_and_batches():
 
     tok = ByteTokenizer()
     train_ids = split.original + split.paraphrase
-    enc = training_data.encode_examples(split, train_ids, tok, DATA, "train", DATA.limit)
-    a = training_data.ParaphraseBatches(enc, len(split.original), DATA, 0)
-    b = training_data.ParaphraseBatches(enc, len(split.original), DATA, 0)
+    enc = training_data.encode_examples(split, train_ids, ADAPTER, DATA, "train", DATA.limit)
+    a = training_data.ParaphraseBatches(enc, len(split.original), DATA, ADAPTER)
+    b = training_data.ParaphraseBatches(enc, len(split.original), DATA, ADAPTER)
     for step in (0, 7):  # A pure function of (seed, step): the data position is the step.
         for k, v in a.batch(step).items():
             np.testing.assert_array_equal(v, b.batch(step)[k])
@@ -134,9 +137,9 @@ def test_losses_equal_hand_computed_values():
     data = training_data.DataOptions(**{**DATA.__dict__, "num_paraphrases": 2, "batch_size": 4})
     split = training_data.split_templates(data)
     enc = training_data.encode_examples(
-        split, split.original + split.paraphrase, ByteTokenizer(), data, "train", data.limit
+        split, split.original + split.paraphrase, ADAPTER, data, "train", data.limit
     )
-    batch = training_data.ParaphraseBatches(enc, len(split.original), data, 0).batch(0)
+    batch = training_data.ParaphraseBatches(enc, len(split.original), data, ADAPTER).batch(0)
     b, r, o, length = batch["targets"].shape
     assert (b, r, o) == (4, 3, 2)
     pad = np.zeros((b, r, 1, length), batch["targets"].dtype)  # A padded (absent) third option.
@@ -225,9 +228,9 @@ def _mean_train_loss(config, model_params, prompt, loss_opts, steps) -> float:
     """Mean total loss of `prompt` `[P, D]` over training batches 0..steps-1 (DATA)."""
     split = training_data.split_templates(DATA)
     enc = training_data.encode_examples(
-        split, split.original + split.paraphrase, ByteTokenizer(), DATA, "train", DATA.limit
+        split, split.original + split.paraphrase, ADAPTER, DATA, "train", DATA.limit
     )
-    batches = training_data.ParaphraseBatches(enc, len(split.original), DATA, config.pad_id)
+    batches = training_data.ParaphraseBatches(enc, len(split.original), DATA, ADAPTER)
     fn = jax.jit(lambda p, b: training.losses(config, p, b, loss_opts)[0])
     params = {"model": model_params, "prompt": {"prompt": prompt}}
     return float(np.mean([fn(params, batches.batch(k)) for k in range(steps)]))
@@ -311,9 +314,9 @@ def test_step_on_2x4_mesh_matches_one_device():
     params = nn.meta.unbox(init(jax.random.PRNGKey(0)))["params"]
     split = training_data.split_templates(DATA)
     enc = training_data.encode_examples(
-        split, split.original + split.paraphrase, ByteTokenizer(), DATA, "train", DATA.limit
+        split, split.original + split.paraphrase, ADAPTER, DATA, "train", DATA.limit
     )
-    batch = training_data.ParaphraseBatches(enc, 2, DATA, 0).batch(0)
+    batch = training_data.ParaphraseBatches(enc, 2, DATA, ADAPTER).batch(0)
     table = params["token_embedder"]["embedding"]
     prompt = prompts.from_sampled_vocab(table)(jax.random.PRNGKey(0), (4, config.emb_dim))
     tree = jax.device_get({"model": params, "prompt": {"prompt": prompt}})
@@ -459,9 +462,9 @@ def test_kl_prompt_makes_held_out_wordings_agree(tmp_path):
     data = training_data.DataOptions(**common)
     split = training_data.split_templates(data)
     enc = training_data.encode_examples(
-        split, split.original + split.paraphrase, ByteTokenizer(), data, "train", None
+        split, split.original + split.paraphrase, ADAPTER, data, "train", None
     )
-    batches = training_data.ParaphraseBatches(enc, 2, data, 0)
+    batches = training_data.ParaphraseBatches(enc, 2, data, ADAPTER)
     fn = jax.jit(lambda p, b: training.losses(config, p, b, training.LossOptions(kl_weight=1.0))[1])
 
     def mean_terms(prompt):

@@ -25,7 +25,6 @@ from jaxrobust.training.optimizer import (  # noqa: F401
 from jaxrobust.training.options import LossOptions, TrainOptions  # noqa: F401
 from jaxrobust.training.trainer import (  # noqa: F401
     evaluate_heldout,
-    load_base_model,
     make_train_step,
     prompt_initializer,
     train,

@@ -10,6 +10,13 @@ label order, and `ParaphraseBatches` cuts batches whose rows are one example
 under an original and K paraphrases: batch `k` is a pure function of
 (seed, k), so the data position of a run is its step. `jaxrobust.training`
 consumes these.
+
+Tokens and batch layouts are the model family's, through its engine adapter
+(`inference.families`): an example is tokenised and truncated exactly as the
+engine does when it scores it (`encode_rank`, `cut`; T5: input and options
+apart, EOS included; LLaMA: BOS, prompt + option together, the prompt's end
+kept), and rows are laid out by the adapter's `rank_batch` (LLaMA adds a
+left-padded `input_mask`).
 """
 
 from __future__ import annotations
@@ -97,13 +104,23 @@ class Encoded:
 def encode_examples(
     split: TemplateSplit,
     template_ids: Sequence[str],
-    tokenizer: Any,
+    adapter: Any,
     data: DataOptions,
     data_split: str,
     limit: int | None,
+    prompt_format: str = "none",
 ) -> Encoded:
-    """Renders and tokenises the examples under each template, aligned by example id."""
+    """Renders and tokenises the examples under each template, aligned by example id.
+
+    Args:
+      adapter: the model family's engine adapter (`LoadedModel.adapter()`).
+      prompt_format: the `prompt_formats` name wrapped around every input, as the
+        engine does (`ModelSpec.prompt_format`).
+    """
     import jaxrobust.tasks as tasks
+    from jaxrobust.inference import prompt_formats
+
+    fmt = prompt_formats.get_format(prompt_format)
 
     per_template = []
     for tid in template_ids:
@@ -125,28 +142,31 @@ def encode_examples(
         )
     max_len = data.max_input_len
 
-    def enc_input(text: str) -> list[int]:
-        tok = tokenizer.encode(text)
-        return tok if len(tok) <= max_len else tok[: max_len - 1] + [tokenizer.eos_id]
+    def encode(text: str, targets: list[str]) -> tuple[list[int], list[list[int]]]:
+        """As the engine scores it: (input ids cut to `max_len`, target ids), EOS included."""
+        ids, conts = adapter.encode_rank(fmt.apply(text), targets, True)
+        return (ids if len(ids) <= max_len else adapter.cut(ids, max_len)), conts
 
     inputs, options = [], []
     for tid, exs in zip(template_ids, per_template, strict=True):
-        inputs.append([enc_input(exs[i]["inputs"]) for i in keep])
-        rows = []
+        row_inputs, rows = [], []
         for i in keep:
             ex = exs[i]
             if generation:
-                rows.append([tokenizer.encode(ex["targets"])])
-                continue
-            labels = list(first[i]["option_labels"])
-            if sorted(ex["option_labels"]) != sorted(labels):
-                raise ValueError(
-                    f"{split.task}: template {tid!r} gives example {i!r} option labels "
-                    f"{ex['option_labels']}, template {template_ids[0]!r} gives {labels}; "
-                    "the KL needs the same answer options under every template"
-                )
-            by_label = dict(zip(ex["option_labels"], ex["options"], strict=True))
-            rows.append([tokenizer.encode(by_label[lab]) for lab in labels])
+                ids, conts = encode(ex["inputs"], [ex["targets"]])
+            else:
+                labels = list(first[i]["option_labels"])
+                if sorted(ex["option_labels"]) != sorted(labels):
+                    raise ValueError(
+                        f"{split.task}: template {tid!r} gives example {i!r} option labels "
+                        f"{ex['option_labels']}, template {template_ids[0]!r} gives {labels}; "
+                        "the KL needs the same answer options under every template"
+                    )
+                by_label = dict(zip(ex["option_labels"], ex["options"], strict=True))
+                ids, conts = encode(ex["inputs"], [by_label[lab] for lab in labels])
+            row_inputs.append(ids)
+            rows.append(conts)
+        inputs.append(row_inputs)
         options.append(rows)
     answer = np.array(
         [0 if generation else first[i]["option_labels"].index(first[i]["label"]) for i in keep],
@@ -162,12 +182,13 @@ class ParaphraseBatches:
     an example is one original template, rows 1..K distinct other training
     templates. Shapes are fixed for the run (one compilation).
 
-    Arrays: `inputs` `[B, R, S]`, `targets`/`target_mask` `[B, R, O, L]`,
-    `answer` `[B]`, with R = 1 + K.
+    Arrays: the adapter's `rank_batch` arrays with two leading axes `[B, R, ...]`
+    (`inputs` `[B, R, S]`, `targets`/`target_mask` `[B, R, O, L]`; LLaMA also
+    `input_mask` `[B, R, S]`), and `answer` `[B]`, with R = 1 + K.
     """
 
-    def __init__(self, encoded: Encoded, n_original: int, data: DataOptions, pad_id: int):
-        self.enc, self.n_original, self.data, self.pad_id = encoded, n_original, data, pad_id
+    def __init__(self, encoded: Encoded, n_original: int, data: DataOptions, adapter: Any):
+        self.enc, self.n_original, self.data, self.adapter = encoded, n_original, data, adapter
         self.num_templates = len(encoded.inputs)
         self.num_examples = len(encoded.answer)
         longest = max(len(x) for t in encoded.inputs for x in t)
@@ -202,25 +223,25 @@ class ParaphraseBatches:
 
     def assemble(self, examples: np.ndarray, templates: np.ndarray) -> dict[str, np.ndarray]:
         b, r = templates.shape
-        inputs = np.full((b, r, self.s), self.pad_id, np.int32)
-        targets = np.full((b, r, self.o, self.length), self.pad_id, np.int32)
-        mask = np.zeros((b, r, self.o, self.length), bool)
-        for i, ex in enumerate(examples):
-            for j, t in enumerate(templates[i]):
-                ids = self.enc.inputs[t][ex]
-                inputs[i, j, : len(ids)] = ids
-                for o, opt in enumerate(self.enc.options[t][ex]):
-                    targets[i, j, o, : len(opt)] = opt
-                    mask[i, j, o, : len(opt)] = True
-        answer = self.enc.answer[examples].astype(np.int32)
-        return {"inputs": inputs, "targets": targets, "target_mask": mask, "answer": answer}
+        pairs = [(t, ex) for ex, row in zip(examples, templates, strict=True) for t in row]
+        flat = self.adapter.rank_batch(
+            [self.enc.inputs[t][ex] for t, ex in pairs],
+            [self.enc.options[t][ex] for t, ex in pairs],
+            self.s,
+            self.o,
+            self.length,
+            b * r,
+        )
+        batch = {k: v.reshape((b, r) + v.shape[1:]) for k, v in flat.items()}
+        batch["answer"] = self.enc.answer[examples].astype(np.int32)
+        return batch
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         return self.assemble(self.example_order(step), self.templates_for(step))
 
 
 def heldout_batches(
-    encoded: Encoded, n_original: int, batch_size: int, pad_id: int
+    encoded: Encoded, n_original: int, batch_size: int, adapter: Any
 ) -> list[dict[str, np.ndarray]]:
     """Each example under original `i % n_original` and under every held-out template.
 
@@ -230,7 +251,7 @@ def heldout_batches(
     n = len(encoded.answer)
     h = len(encoded.inputs) - n_original
     data = DataOptions(task="", batch_size=batch_size, num_paraphrases=h)
-    maker = ParaphraseBatches(encoded, n_original, data, pad_id)
+    maker = ParaphraseBatches(encoded, n_original, data, adapter)
     out = []
     for lo in range(0, n, batch_size):
         idx = np.arange(lo, lo + batch_size)

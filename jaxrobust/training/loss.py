@@ -10,8 +10,11 @@ CE is rank classification's cross-entropy over the answer options (softmax of
 the options' log-likelihoods; over the gold target's tokens for a task without
 options); p is the distribution over the answer options (per target token for
 generation tasks) with the original side's gradient stopped unless configured
-(`LossOptions.stop_gradient_original`); pooled are mean final encoder states.
-T5 only for now: the pieces call `models.t5` and the T5 option scorer.
+(`LossOptions.stop_gradient_original`); pooled are mean final states (T5's
+encoder states, a decoder-only model's states over the prompt). The pieces are
+the config's family's differentiable scorers (`inference.families.Family`:
+`option_log_likelihoods`, `target_log_probs`, `pooled_states`), so every
+registered family trains the same way.
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrobust import inference
-from jaxrobust.models import layers, t5, t5_config
+from jaxrobust.inference import families
 from jaxrobust.training.options import LossOptions
 
 Array = jax.Array
@@ -30,32 +32,8 @@ Array = jax.Array
 ABSENT = -1e9
 
 
-def _pooled(
-    config: t5_config.T5Config, model_params: Any, inputs: Array, prompt: Array | None
-) -> Array:
-    """Mean final encoder states over attended positions (prompt included): `[N, D]`."""
-    encoded, mask = t5.T5(config).apply({"params": model_params}, inputs, prompt, method="encode")
-    m = mask[..., None].astype(jnp.float32)
-    return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
-
-
-def _target_log_probs(
-    config: t5_config.T5Config, model_params: Any, flat: dict[str, Array], prompt: Array | None
-) -> Array:
-    """Teacher-forced log-probabilities `[N, L, V]` of the one target per row.
-
-    Args:
-      flat: 'inputs' `[N, S]` and 'targets' `[N, 1, L]` (a generation task's gold text).
-    """
-    model = t5.T5(config)
-    targets = flat["targets"][:, 0]
-    dec_in = layers.shift_right(targets, config.pad_id)
-    logits = model.apply({"params": model_params}, flat["inputs"], dec_in, prompt)
-    return jax.nn.log_softmax(logits, axis=-1)
-
-
 def losses(
-    config: t5_config.T5Config,
+    config: Any,
     params: Any,
     batch: dict[str, Array],
     opts: LossOptions,
@@ -64,21 +42,25 @@ def losses(
     """The weighted loss and its terms for a paraphrase batch (see the module docstring).
 
     Args:
-      params: `{'model': T5 params, 'prompt': {'prompt': [P, D]}}` ('prompt' optional).
-      batch: from `ParaphraseBatches`: 'inputs' `[B, R, S]`, 'targets' `[B, R, O, L]`,
-        'target_mask' `[B, R, O, L]`, 'answer' `[B]`; an optional 'weight' `[B]`
-        masks examples. R = 1 + K rows, the original first.
+      config: a registered family's config (its type picks the scorers).
+      params: `{'model': model params, 'prompt': {'prompt': [P, D]}}` ('prompt' optional).
+      batch: from `ParaphraseBatches`: the family's rows `[B, R, ...]` ('inputs'
+        `[B, R, S]`, 'targets' `[B, R, O, L]`, 'target_mask' `[B, R, O, L]`, ...),
+        'answer' `[B]`; an optional 'weight' `[B]` masks examples. R = 1 + K rows,
+        the original first.
       generation: token-level CE and KL over the gold target (tasks without options).
 
     Returns:
       (total, metrics: loss, ce, kl, rep, accuracy, accuracy_original,
       accuracy_paraphrase, entropy; with options also predictions `[B, R]`).
     """
+    family = families.for_config(config)
     prompt = params["prompt"]["prompt"] if "prompt" in params else None
     b, r = batch["inputs"].shape[:2]
     flat = {
-        k: batch[k].reshape((b * r,) + batch[k].shape[2:])
-        for k in ("inputs", "targets", "target_mask")
+        k: v.reshape((b * r,) + v.shape[2:])
+        for k, v in batch.items()
+        if k not in ("answer", "weight")
     }
     weight = batch.get("weight", jnp.ones((b,), jnp.float32))
     wsum = jnp.maximum(weight.sum(), 1.0)
@@ -91,7 +73,7 @@ def losses(
     metrics: dict[str, Array] = {}
 
     if generation:
-        lp = _target_log_probs(config, params["model"], flat, prompt)  # [B*R, L, V]
+        lp = family.target_log_probs(config, params["model"], flat, prompt)  # [B*R, L, V]
         lp = lp.reshape((b, r) + lp.shape[1:])
         tmask = batch["target_mask"][:, :, 0].astype(jnp.float32)  # [B, R, L]
         gold = jnp.take_along_axis(lp, batch["targets"][:, :, 0, :, None], axis=-1)[..., 0]
@@ -104,7 +86,7 @@ def losses(
         acc = correct.all(-1).astype(jnp.float32)  # [B, R]
         entropy = -(jnp.exp(lp) * lp).sum(-1).mean(-1)
     else:
-        scores = inference.option_log_likelihoods(
+        scores = family.option_log_likelihoods(
             config, params["model"], flat, prompt, average=opts.average
         ).reshape(b, r, -1)
         present = batch["target_mask"].any(-1)  # [B, R, O]
@@ -121,7 +103,7 @@ def losses(
     kl = (kl_row.mean(-1) * weight).sum() / wsum if r > 1 else jnp.zeros(())
     rep = jnp.zeros(())
     if opts.rep_weight and r > 1:
-        pooled = _pooled(config, params["model"], flat["inputs"], prompt).reshape(b, r, -1)
+        pooled = family.pooled_states(config, params["model"], flat, prompt).reshape(b, r, -1)
         orig = sg(pooled[:, :1])
         cos = (orig * pooled[:, 1:]).sum(-1) / (
             jnp.linalg.norm(orig, axis=-1) * jnp.linalg.norm(pooled[:, 1:], axis=-1) + 1e-9

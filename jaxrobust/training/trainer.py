@@ -14,22 +14,26 @@ Templates and batches come from `training.data` (`DataOptions`): originals,
 paraphrases and held-out templates of a task, the split written to
 `<workdir>/template_split.json` and checked on resume.
 
-`train` reads top to bottom like big_vision's `train.py`: mesh, data, model and
+`train` reads top to bottom like big_vision's `train.py`: mesh, model, data,
 optimizer, shard, step, restore, evals, loop, outputs. Outputs under `workdir`:
 
     checkpoints/<step>/     Orbax: trainable params, optimizer state, step, data position
     tb/                     TensorBoard event files (tensorboardX)
     template_split.json     which templates were originals / paraphrases / held out
     prompt.npy              the learned prompt [P, D] (evaluation.ModelSpec.soft_prompt)
-    hf_model/               the fine-tuned model as an HF T5 directory (FT runs)
+    hf_model/               the fine-tuned model as an HF directory of its family (FT runs)
     metrics.json            final training and held-out metrics (written last)
 
 Multi-host: every process runs the same program; process 0 alone writes files
 (`distributed.is_writer`); Orbax coordinates its own checkpoint writes.
 
+The model is any registered family (`inference.families`): `inference.load_model`
+builds it, its engine adapter tokenises and lays out the batches
+(`training.data`) and its differentiable scorers make the loss
+(`training.losses`), so a soft prompt trains on LLaMA as on T5.
+
 Gin never appears here: `gin_configs/runs/train_prompt.gin` binds `train` and
-the option dataclasses, and `jaxrobust.main train_prompt` calls it. T5 only for
-now (`load_base_model` and `training.losses` build T5 modules).
+the option dataclasses, and `jaxrobust.main train_prompt` calls it.
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrobust import checkpoints, evaluation
-from jaxrobust.models import prompts, t5, t5_config
+from jaxrobust import evaluation, inference
+from jaxrobust.models import prompts
 from jaxrobust.parallel import distributed, partitioning
 from jaxrobust.storage import files
 from jaxrobust.training.data import (
@@ -69,27 +73,6 @@ Array = jax.Array
 # ---------------------------------------------------------------------------
 # Model and prompt.
 # ---------------------------------------------------------------------------
-
-
-def load_base_model(spec: evaluation.ModelSpec, mesh, rules) -> tuple[t5_config.T5Config, Any, Any]:
-    """(config, params in their shardings, tokenizer) of the model to train from."""
-    from jaxrobust.inference import tokenizer as tokenizer_lib
-
-    if spec.family != "t5":
-        raise NotImplementedError(f"model {spec.name!r}: training supports family 't5' only")
-    if spec.tokenizer == "byte":
-        tok = tokenizer_lib.ByteTokenizer()
-    else:
-        tok = tokenizer_lib.HFTokenizer(spec.tokenizer or spec.checkpoint)
-    if spec.checkpoint:
-        config = t5_config.from_hf_config(checkpoints.read_hf_config(spec.checkpoint))
-        shardings = partitioning.logical_to_shardings(t5.param_logical_axes(config), mesh, rules)
-        config, params = checkpoints.load_hf_t5(spec.checkpoint, shardings=shardings)
-        return config, params, tok
-    config = t5_config.get_preset(spec.preset or "tiny", vocab_size=tok.vocab_size)
-    init = lambda rng: t5.T5(config).init(rng, *t5.dummy_inputs())  # noqa: E731
-    params, _ = partitioning.init_sharded(init, jax.random.PRNGKey(spec.seed), mesh, rules)
-    return config, params, tok
 
 
 def prompt_initializer(options: TrainOptions, embedding: Array, tokenizer: Any):
@@ -272,36 +255,48 @@ def train(
 
     # ----------------------------------------------------------------- mesh
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
-    rules = partitioning.standard_logical_axis_rules()
+
+    # ---------------------------------------------------------------- model
+    # The base model: HF checkpoint or seeded random weights, in their shardings;
+    # `rules` are the standard ones fitted to the model's sizes.
+    base = inference.load_model(model, mesh)
+    config, tokenizer, rules, family = base.config, base.tokenizer, base.rules, base.family
+    adapter = base.adapter()
 
     # ----------------------------------------------------------------- data
     split = split_templates(data)
     _record_split(work, {**dataclasses.asdict(split), "data_options": dataclasses.asdict(data)})
-    config, base_params, tokenizer = load_base_model(model, mesh, rules)
     train_ids = split.original + split.paraphrase
-    encoded = encode_examples(split, train_ids, tokenizer, data, data.split, data.limit)
-    batches = ParaphraseBatches(encoded, len(split.original), data, config.pad_id)
+    fmt = model.prompt_format
+    encoded = encode_examples(split, train_ids, adapter, data, data.split, data.limit, fmt)
+    batches = ParaphraseBatches(encoded, len(split.original), data, adapter)
     if data.batch_size % mesh.shape[partitioning.DATA]:
         raise ValueError(f"batch_size={data.batch_size} must divide over {mesh.shape} data axis")
     held = encode_examples(
         split,
         split.original + split.held_out,
-        tokenizer,
+        adapter,
         data,
         data.eval_split or data.split,
         data.eval_limit,
+        fmt,
     )
-    eval_batches = heldout_batches(held, len(split.original), data.batch_size, config.pad_id)
+    eval_batches = heldout_batches(held, len(split.original), data.batch_size, adapter)
 
-    # ----------------------------------------------------- model and optimizer
-    params: dict[str, Any] = {"model": base_params}
+    # ------------------------------------------------------------ optimizer
+    params: dict[str, Any] = {"model": base.params}
     if options.prompt_length:
-        init = prompt_initializer(options, base_params["token_embedder"]["embedding"], tokenizer)
+        init = prompt_initializer(options, family.token_embedding(base.params), tokenizer)
         module = prompts.Prompt(options.prompt_length, config.emb_dim, init)
         params["prompt"], _ = partitioning.init_sharded(
             module.init, jax.random.PRNGKey(options.seed), mesh, rules
         )
     mask = trainable_mask(params, options.trainable)
+    if any(jax.tree.leaves(mask["model"])) and family.export_hf is None:
+        raise ValueError(
+            f"model {model.name!r}: family {family.name!r} cannot export a fine-tuned model "
+            f"(Family.export_hf is None); train the prompt only (trainable={options.trainable})"
+        )
     tx = make_optimizer(options, mask)
 
     # ---------------------------------------------------------------- shard
@@ -398,7 +393,7 @@ def train(
         if "prompt" in final:
             prompts.save_prompt(work / "prompt.npy", final["prompt"]["prompt"])
         if any(jax.tree.leaves(mask["model"])):
-            checkpoints.export_hf_t5(final["model"], config, work / "hf_model")
+            family.export_hf(final["model"], config, work / "hf_model")
         # Last, and whole: the study takes an existing metrics.json for a finished stage.
         files.write_atomic(
             work / "metrics.json",

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import train_tasks  # noqa: E402, F401  (registers jr:toysent:qa)
 from flax import traverse_util  # noqa: E402
 
-from jaxrobust import evaluation, training  # noqa: E402
+from jaxrobust import evaluation, inference, training  # noqa: E402
 from jaxrobust.inference.tokenizer import ByteTokenizer  # noqa: E402
 from jaxrobust.models import prompts  # noqa: E402
 from jaxrobust.parallel import partitioning  # noqa: E402
@@ -68,13 +68,14 @@ OPTS = training.TrainOptions(
 
 # ------------------------------------------------ 1. loss and gradients at step 0
 mesh = partitioning.make_mesh(data=-1, model=OPTS.model_parallel)
-rules = partitioning.standard_logical_axis_rules()
 split = training_data.split_templates(DATA)
-config, base, tok = training.load_base_model(SPEC, mesh, rules)
+loaded = inference.load_model(SPEC, mesh)
+config, base, tok, rules = loaded.config, loaded.params, loaded.tokenizer, loaded.rules
 encoded = training_data.encode_examples(
-    split, split.original + split.paraphrase, tok, DATA, DATA.split, DATA.limit
+    split, split.original + split.paraphrase, loaded.adapter(), DATA, DATA.split, DATA.limit
 )
-batch = training_data.ParaphraseBatches(encoded, len(split.original), DATA, config.pad_id).batch(0)
+batches = training_data.ParaphraseBatches(encoded, len(split.original), DATA, loaded.adapter())
+batch = batches.batch(0)
 init = training.prompt_initializer(OPTS, base["token_embedder"]["embedding"], tok)
 module = prompts.Prompt(OPTS.prompt_length, config.emb_dim, init)
 prompt, _ = partitioning.init_sharded(module.init, jax.random.PRNGKey(OPTS.seed), mesh, rules)
