@@ -4,7 +4,9 @@ the template split keeps held-out wordings out.
 
 The model is a randomly initialised tiny T5 with the byte tokenizer, written as
 an HF directory (`checkpoints.export_hf_t5`) so that "the loaded checkpoint"
-is a file we compare against; the task is `tests/fixtures/train_tasks.py`.
+is a file we compare against; the task is `tests/fixtures/train_tasks.py`. The
+prompt-tuning tests (model bitwise, loss falls, resume) run on a tiny LLaMA
+(grouped-query attention, byte tokens, no BOS) too: every family trains.
 """
 
 import json
@@ -21,6 +23,7 @@ import pytest
 from flax import traverse_util
 
 from jaxrobust import checkpoints, evaluation, inference, training
+from jaxrobust.inference.prompt_formats import get_format
 from jaxrobust.inference.tokenizer import ByteTokenizer
 from jaxrobust.models import prompts, t5, t5_config
 from jaxrobust.parallel import partitioning
@@ -57,6 +60,19 @@ def base_dir(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("base")
     checkpoints.export_hf_t5(params, config, out)
     return out
+
+
+@pytest.fixture(scope="module", params=["t5", "llama"])
+def base(request, tmp_path_factory) -> evaluation.ModelSpec:
+    """A random tiny model of each family saved as an HF directory, as a ModelSpec."""
+    family = inference.get_family(request.param)
+    config = family.get_preset("tiny", vocab_size=ByteTokenizer().vocab_size)
+    params = nn.meta.unbox(jax.jit(family.init(config))(jax.random.PRNGKey(0)))["params"]
+    out = tmp_path_factory.mktemp(f"base_{request.param}")
+    family.export_hf(params, config, out)
+    return evaluation.ModelSpec(
+        name="tiny", family=request.param, checkpoint=str(out), tokenizer="byte"
+    )
 
 
 def _spec(directory) -> evaluation.ModelSpec:
@@ -227,20 +243,23 @@ def _train(spec, workdir, steps, **kw):
 def _mean_train_loss(config, model_params, prompt, loss_opts, steps) -> float:
     """Mean total loss of `prompt` `[P, D]` over training batches 0..steps-1 (DATA)."""
     split = training_data.split_templates(DATA)
+    adapter = inference.make_adapter(config, ByteTokenizer(), get_format("none"))
     enc = training_data.encode_examples(
-        split, split.original + split.paraphrase, ADAPTER, DATA, "train", DATA.limit
+        split, split.original + split.paraphrase, adapter, DATA, "train", DATA.limit
     )
-    batches = training_data.ParaphraseBatches(enc, len(split.original), DATA, ADAPTER)
+    batches = training_data.ParaphraseBatches(enc, len(split.original), DATA, adapter)
     fn = jax.jit(lambda p, b: training.losses(config, p, b, loss_opts)[0])
     params = {"model": model_params, "prompt": {"prompt": prompt}}
     return float(np.mean([fn(params, batches.batch(k)) for k in range(steps)]))
 
 
-def test_pt_keeps_the_model_bitwise_and_losses_fall(base_dir, tmp_path):
+def test_pt_keeps_the_model_bitwise_and_losses_fall(base, tmp_path):
     steps = 30
-    result = _train(_spec(base_dir), tmp_path / "pt", steps, checkpoint_every=1000)
-    config, loaded = checkpoints.load_hf_t5(base_dir)
+    result = _train(base, tmp_path / "pt", steps, checkpoint_every=1000)
+    family = inference.get_family(base.family)
+    config, loaded = family.load_hf(base.checkpoint)
     trained = _flat(result["params"]["model"])
+    assert set(trained) == set(_flat(loaded))
     for path, value in _flat(loaded).items():
         assert trained[path].dtype == value.dtype
         assert np.array_equal(trained[path], value), path  # Bitwise, every frozen leaf.
@@ -253,11 +272,9 @@ def test_pt_keeps_the_model_bitwise_and_losses_fall(base_dir, tmp_path):
 
     # The loss fell: the training objective (CE + KL) on the 30 batches the run
     # trained on, with the prompt it started from (`_train`'s options, seed 0)
-    # and with the learned one. Measured: 3.071 -> 2.502.
+    # and with the learned one. Measured: T5 3.071 -> 2.502, LLaMA 1.981 -> 1.723.
     options = training.TrainOptions(prompt_length=4)
-    init = training.prompt_initializer(
-        options, loaded["token_embedder"]["embedding"], ByteTokenizer()
-    )
+    init = training.prompt_initializer(options, family.token_embedding(loaded), ByteTokenizer())
     module = prompts.Prompt(options.prompt_length, config.emb_dim, init)
     first = nn.meta.unbox(module.init(jax.random.PRNGKey(options.seed)))["params"]["prompt"]
     loss_opts = training.LossOptions(kl_weight=1.0)
@@ -267,17 +284,22 @@ def test_pt_keeps_the_model_bitwise_and_losses_fall(base_dir, tmp_path):
     assert after < 0.9 * before
 
 
-def test_resume_after_kill_equals_uninterrupted(base_dir, tmp_path):
+def test_resume_after_kill_equals_uninterrupted(base, tmp_path):
     """SIGKILL mid-run, rerun the same command: the final prompt is bitwise the same."""
     steps, every = 60, 10
-    whole = _train(_spec(base_dir), tmp_path / "whole", steps, checkpoint_every=every)
+    whole = _train(base, tmp_path / "whole", steps, checkpoint_every=every)
     script = (
         "import sys; sys.path.insert(0, {fx!r}); import test_training as tt\n"
         "from jaxrobust import evaluation\n"
-        "tt._train(evaluation.ModelSpec(name='tiny', checkpoint={base!r}, tokenizer='byte'),"
-        " {work!r}, {steps}, checkpoint_every={every})\n"
+        "tt._train(evaluation.ModelSpec(name='tiny', family={family!r}, checkpoint={base!r},"
+        " tokenizer='byte'), {work!r}, {steps}, checkpoint_every={every})\n"
     ).format(
-        fx=str(FIXTURES), base=str(base_dir), work=str(tmp_path / "cut"), steps=steps, every=every
+        fx=str(FIXTURES),
+        family=base.family,
+        base=base.checkpoint,
+        work=str(tmp_path / "cut"),
+        steps=steps,
+        every=every,
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FIXTURES), str(FIXTURES.parent)])}
     proc = subprocess.Popen(
@@ -299,7 +321,7 @@ def test_resume_after_kill_equals_uninterrupted(base_dir, tmp_path):
         int(p.name) for p in (tmp_path / "cut" / "checkpoints").iterdir() if p.name.isdigit()
     )
     assert saved and max(saved) < steps  # Killed mid-run.
-    resumed = _train(_spec(base_dir), tmp_path / "cut", steps, checkpoint_every=every)
+    resumed = _train(base, tmp_path / "cut", steps, checkpoint_every=every)
     assert resumed["step"] == steps
     a, b = _flat(whole["params"]["prompt"]), _flat(resumed["params"]["prompt"])
     for path in a:
