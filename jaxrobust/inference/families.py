@@ -42,7 +42,6 @@ class Family:
     name: str  # `ModelSpec.family`, e.g. 't5'.
     config_class: type  # Its config dataclass; it must have `emb_dim` (the soft-prompt width).
     get_preset: Callable[..., Any]  # (preset name, **field overrides) -> C.
-    from_hf_config: Callable[[dict], Any]  # HF `config.json` contents -> C.
     init: Callable[[Any], Callable[[Any], Any]]  # C -> (rng -> variables), logically boxed.
     param_logical_axes: Callable[[Any], Any]  # C -> logical axis names, a tree like params.
     logical_dims: Callable[[Any], dict]  # C -> every size of each logical axis.
@@ -56,7 +55,9 @@ class Family:
     target_log_probs: Callable[..., Any]
     pooled_states: Callable[..., Any]  # (C, params, batch, prefix) -> [N, D] float32.
     token_embedding: Callable[[Any], Any]  # params -> the input embedding table [V, D].
-    # (directory, shardings=, dtype=, config=) -> (C, params); None: no HF checkpoints.
+    # HF checkpoints; None for a family that has none (random weights only, PT only).
+    from_hf_config: Callable[..., Any] | None = None  # (config.json dict, **overrides) -> C.
+    # (directory, shardings=, dtype=, config=) -> (C, params).
     load_hf: Callable[..., tuple[Any, Any]] | None = None
     export_hf: Callable[[Any, Any, Any], None] | None = None  # (params, C, directory).
 

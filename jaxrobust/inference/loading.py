@@ -120,7 +120,7 @@ def load_model(
         for bfloat16 activations (parameters follow `spec.dtype`).
     """
     family = families.get_family(spec.family)
-    if spec.checkpoint and family.load_hf is None:
+    if spec.checkpoint and (family.load_hf is None or family.from_hf_config is None):
         raise ValueError(
             f"model {spec.name!r}: family {family.name!r} reads no HF checkpoints "
             f"(ModelSpec.checkpoint={spec.checkpoint!r}); leave it '' for random weights"
