@@ -38,7 +38,6 @@ import datetime
 import hashlib
 import importlib
 import importlib.metadata
-import io
 import logging
 import os
 import pathlib
@@ -55,6 +54,7 @@ from jaxrobust.evaluation import options as options_lib
 from jaxrobust.evaluation import resume
 from jaxrobust.evaluation.options import EvalOptions
 from jaxrobust.inference.loading import ModelSpec
+from jaxrobust.models import prompts
 from jaxrobust.parallel import distributed
 from jaxrobust.storage import files, records
 
@@ -79,16 +79,10 @@ def build_engine(spec: ModelSpec, options: EvalOptions):
 
 
 def load_soft_prompt(spec: ModelSpec) -> tuple[np.ndarray | None, str]:
-    """The spec's prefix embeddings `[P, D]` and their SHA-256 ('' when none)."""
+    """The spec's prefix embeddings `[P, D]` and their file's SHA-256 ('' when none)."""
     if not spec.soft_prompt:
         return None, ""
-    raw = epath.Path(spec.soft_prompt).read_bytes()
-    prompt = np.load(io.BytesIO(raw))
-    if prompt.ndim != 2:
-        raise ValueError(
-            f"{spec.soft_prompt}: expected [P, D] prefix embeddings, got {prompt.shape}"
-        )
-    return prompt, hashlib.sha256(raw).hexdigest()
+    return prompts.read_prompt(spec.soft_prompt)
 
 
 # ---------------------------------------------------------------------------

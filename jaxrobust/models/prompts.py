@@ -22,6 +22,9 @@ Einsum letter legend: B batch, T length, P prompt length, D model dim, V vocab.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import pathlib
 from collections.abc import Callable, Sequence
 
@@ -29,6 +32,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
+
+from jaxrobust.storage import files
 
 Array = jax.Array
 # (rng, shape [P, D], dtype) -> array [P, D]; Flax's initializer signature.
@@ -157,22 +163,25 @@ def _check_width(shape: tuple[int, int], width: int, what: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def save_prompt(path: str | pathlib.Path, prompt: np.ndarray | Array) -> None:
-    """Writes `[P, D]` float32 to a `.npy` file, atomically (temp file, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, np.asarray(jax.device_get(prompt), np.float32))
-    tmp.replace(path)
+def save_prompt(path: str | os.PathLike, prompt: np.ndarray | Array) -> None:
+    """Writes `[P, D]` float32 to a `.npy` file, whole (local or object store)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(jax.device_get(prompt), np.float32))
+    files.write_atomic(path, buffer.getvalue())
 
 
-def load_prompt(path: str | pathlib.Path, embed_dim: int | None = None) -> np.ndarray:
-    """Reads a `[P, D]` prompt; with `embed_dim`, checks it fits a model of that width."""
+def read_prompt(path: str | os.PathLike, embed_dim: int | None = None) -> tuple[np.ndarray, str]:
+    """Reads a `[P, D]` prompt and the SHA-256 of its file (what record headers name it
+    by); with `embed_dim`, checks it fits a model of that width. The one reader of
+    prompt files: training's `from_file`, evaluation's `ModelSpec.soft_prompt`."""
     try:
-        value = np.load(path)
+        raw = epath.Path(path).read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"soft prompt file {path} does not exist") from None
+    try:
+        value = np.load(io.BytesIO(raw))
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a .npy prompt file ({e})") from None
     if value.ndim != 2:
         raise ValueError(f"{path}: expected prefix embeddings [P, D], found shape {value.shape}")
     if embed_dim is not None and value.shape[1] != embed_dim:
@@ -180,4 +189,9 @@ def load_prompt(path: str | pathlib.Path, embed_dim: int | None = None) -> np.nd
             f"{path}: soft prompt of width D={value.shape[1]} (shape {value.shape}) does not "
             f"match the model's width emb_dim={embed_dim}; it was trained for another model"
         )
-    return value
+    return value, hashlib.sha256(raw).hexdigest()
+
+
+def load_prompt(path: str | os.PathLike, embed_dim: int | None = None) -> np.ndarray:
+    """Reads a `[P, D]` prompt (`read_prompt` without the hash)."""
+    return read_prompt(path, embed_dim)[0]
