@@ -14,9 +14,10 @@ an ORGANIZATION), plus no_relation. A gold relation whose types do not match
 gold label and get answer_index -1.
 """
 
+from jaxrobust.data import semeval_labels
+
 # Each SemEval-2010 Task 8 relation as a statement about its first and second
-# argument, in the task's order (the official scorer's, `semeval_scorer.RELATIONS`;
-# tests/test_semeval_scorer.py checks that they agree).
+# argument, in the task's order (`data/semeval_labels.py`).
 _SEMEVAL_STATEMENTS = {
     "Cause-Effect": "{a} causes {b}",
     "Component-Whole": "{a} is a component of {b}",
@@ -28,13 +29,8 @@ _SEMEVAL_STATEMENTS = {
     "Message-Topic": "{a} is about {b}",
     "Product-Producer": "{a} is made by {b}",
 }
-SEMEVAL_RELATIONS = tuple(_SEMEVAL_STATEMENTS)
-
-# SemEval-2010 Task 8 in the order of the HF `sem_eval_2010_task_8` ClassLabel,
-# which is the order of PromptSource's answer_choices for the data set.
-SEMEVAL_LABELS = tuple(
-    f"{rel}({args})" for rel in SEMEVAL_RELATIONS for args in ("e1,e2", "e2,e1")
-) + ("Other",)
+SEMEVAL_RELATIONS = semeval_labels.RELATIONS
+SEMEVAL_LABELS = semeval_labels.LABELS
 
 
 def _semeval_verbalizations() -> dict[str, str]:

@@ -169,5 +169,7 @@ def test_task_labels_are_the_scorers():
     from jaxrobust.tasks import relation_schemas
 
     assert relation_schemas.SEMEVAL_RELATIONS == semeval_scorer.RELATIONS
+    # One statement per relation, in the label set's order.
+    assert tuple(relation_schemas._SEMEVAL_STATEMENTS) == semeval_scorer.RELATIONS
     assert sorted(relation_schemas.SEMEVAL_LABELS) == sorted(semeval_scorer.LABELS)
     assert len(set(relation_schemas.SEMEVAL_LABELS)) == 19

@@ -45,19 +45,11 @@ import os
 import re
 from collections.abc import Mapping
 
-RELATIONS = (
-    "Cause-Effect",
-    "Component-Whole",
-    "Content-Container",
-    "Entity-Destination",
-    "Entity-Origin",
-    "Instrument-Agency",
-    "Member-Collection",
-    "Message-Topic",
-    "Product-Producer",
-)
-# The 19 labels a file may hold.
-LABELS = ("Other",) + tuple(f"{r}({d})" for r in RELATIONS for d in ("e1,e2", "e2,e1"))
+from jaxrobust.data import semeval_labels
+
+RELATIONS = semeval_labels.RELATIONS
+# The 19 labels a file may hold (Other first, as the official script lists them).
+LABELS = (semeval_labels.OTHER,) + semeval_labels.LABELS[:-1]
 
 _OTHER = "_Other"  # The script's internal name for Other.
 _WRONG_DIR = "WRONG_DIR"

@@ -49,6 +49,8 @@ from typing import Any
 
 from etils import epath
 
+from jaxrobust.data import semeval_labels
+
 log = logging.getLogger(__name__)
 
 # Where each data set officially comes from, quoted in missing-file errors.
@@ -255,23 +257,7 @@ def data_file(dataset: str, relative: str, base: epath.Path | None = None) -> ep
 # relation (the data set's label).
 
 _TAG_RE = re.compile(r"</?e[12]>")
-# The labels a SemEval-2010 Task 8 file holds: 9 relations in both directions,
-# and Other (the task's own list; the scorer and the task registrations keep
-# theirs, and tests/test_data_validation.py checks that all three agree).
-SEMEVAL_RELATIONS = (
-    "Cause-Effect",
-    "Component-Whole",
-    "Content-Container",
-    "Entity-Destination",
-    "Entity-Origin",
-    "Instrument-Agency",
-    "Member-Collection",
-    "Message-Topic",
-    "Product-Producer",
-)
-SEMEVAL_LABELS = tuple(f"{r}({a})" for r in SEMEVAL_RELATIONS for a in ("e1,e2", "e2,e1")) + (
-    "Other",
-)
+SEMEVAL_LABELS = semeval_labels.LABELS
 SEMEVAL_FILES = {"train": "TRAIN_FILE.TXT", "test": "TEST_FILE_FULL.TXT"}
 
 
