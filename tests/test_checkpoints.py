@@ -1,7 +1,9 @@
-"""Checkpoint formats: HF directories, T5X (msgpack and tensorstore), Orbax; bad input."""
+"""Checkpoint formats: HF directories, T5X (msgpack and tensorstore), Orbax; bad input:
+damaged files refused by name, and the weights digest."""
 
 import json
 import pathlib
+import struct
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ from parity_helpers import PARITY_TOL, T5_FAMILIES, assert_logprobs_close, make_
 from safetensors.numpy import load_file, save_file
 
 from jaxrobust import checkpoints
+from jaxrobust.checkpoints import placing
 from jaxrobust.models import t5, t5_config, t5_hf
 from jaxrobust.parallel import partitioning
 
@@ -283,13 +286,13 @@ def test_streamed_placement_equals_whole_read(tmp_path, monkeypatch, transpose):
     On CPU `_place` adopts the host buffer instead, so this path is driven
     directly; the parts are made small so the last one overlaps.
     """
-    monkeypatch.setattr(checkpoints, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(placing, "CHUNK_BYTES", 1000)
     rng = np.random.default_rng(0)
     weight = rng.standard_normal((37, 23)).astype(ml_dtypes.bfloat16)
     save_file({"w": weight}, str(tmp_path / "model.safetensors"))
     source = checkpoints.hf_source(checkpoints.HFTensors(tmp_path), "w", transpose)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[3])
-    got = checkpoints._stream_to_device(source, device, np.dtype(np.float32))
+    got = placing._stream_to_device(source, device, np.dtype(np.float32))
     want = weight.astype(np.float32)
     np.testing.assert_array_equal(np.asarray(got), want.T if transpose else want)
     assert got.sharding == device
@@ -349,3 +352,246 @@ def test_peak_host_memory_of_hf_load(tmp_path):
         f"= {extra / size:.2f} x"
     )
     assert extra < 1.3 * size
+
+
+# ---------------------------------------------------------------------------
+# Damaged files: a CheckpointError naming the file and the problem, never a load.
+# ---------------------------------------------------------------------------
+
+
+def _cut(n):
+    return lambda p: p.write_bytes(p.read_bytes()[:-n])
+
+
+def _header_of(path):
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
+
+
+def _with_header(edit):
+    """Rewrites the safetensors header after `edit(header)`, data unchanged."""
+
+    def damage(p):
+        header, data = _header_of(p)
+        edit(header)
+        text = json.dumps(header).encode()
+        p.write_bytes(struct.pack("<Q", len(text)) + text + data)
+
+    return damage
+
+
+def _first(header):
+    return next(k for k in sorted(header) if k != "__metadata__")
+
+
+def _overlap(header):
+    a, b = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["shape"])[-2:]
+    header[b]["data_offsets"] = header[a]["data_offsets"]
+    header[b]["shape"] = header[a]["shape"]
+
+
+SAFETENSORS_DAMAGE = {
+    # (damage to model.safetensors, what the message says)
+    "cut 20 kB": (_cut(20_000), r"damaged safetensors file: truncated: .* \(\d+ missing\)"),
+    "cut to the header": (
+        lambda p: p.write_bytes(p.read_bytes()[: 8 + _hlen(p)]),
+        "truncated",
+    ),
+    "empty": (lambda p: p.write_bytes(b""), "0 bytes, too short for a safetensors file"),
+    "garbage": (lambda p: p.write_bytes(b"\xff" * 64), "header length 18446744073709551615"),
+    "header longer than the file": (
+        lambda p: p.write_bytes(struct.pack("<Q", 10**6) + p.read_bytes()[8:]),
+        r"header length 1000000 exceeds the \d+ bytes after it",
+    ),
+    "header not JSON": (
+        lambda p: p.write_bytes(struct.pack("<Q", 5) + b"{abc}"),
+        "the 5-byte header is not JSON",
+    ),
+    "header not an object": (
+        lambda p: p.write_bytes(struct.pack("<Q", 2) + b"[]"),
+        "header is a JSON list",
+    ),
+    "unknown dtype": (
+        _with_header(lambda h: h[_first(h)].update(dtype="F8_E4M3")),
+        "dtype 'F8_E4M3' is not one of",
+    ),
+    "bytes != dtype x shape": (
+        _with_header(lambda h: h[_first(h)].update(shape=[1, 1])),
+        r"bytes, expected 4 for \[1, 1\] F32",
+    ),
+    "bad offsets": (
+        _with_header(lambda h: h[_first(h)].update(data_offsets=[10, 2])),
+        r"data_offsets \[10, 2\] is not \[start, end\]",
+    ),
+    "overlapping tensors": (_with_header(_overlap), "overlap"),
+}
+
+
+def _hlen(p):
+    return struct.unpack("<Q", p.read_bytes()[:8])[0]
+
+
+@pytest.mark.parametrize("case", sorted(SAFETENSORS_DAMAGE))
+def test_damaged_safetensors_is_refused_by_name(hf_dir, case):
+    """Before: a cut file loaded (missing bytes left as uninitialised memory); the
+    others raised struct.error, OverflowError, UnicodeDecodeError or JSONDecodeError."""
+    damage, message = SAFETENSORS_DAMAGE[case]
+    damage(hf_dir / "model.safetensors")
+    with pytest.raises(checkpoints.CheckpointError, match=message) as e:
+        checkpoints.load_hf_t5(hf_dir)
+    assert str(e.value).startswith(f"{hf_dir / 'model.safetensors'}: ")
+
+
+def test_file_cut_while_loading_is_a_short_read(hf_dir):
+    """Every read's length is checked: a file truncated after its header was read."""
+    f = checkpoints.SafetensorsFile(hf_dir / "model.safetensors")
+    header, _ = _header_of(hf_dir / "model.safetensors")
+    name = max(f.keys(), key=lambda k: header[k]["data_offsets"][1])  # The file's last tensor.
+    _cut(100)(hf_dir / "model.safetensors")
+    with pytest.raises(checkpoints.CheckpointError, match=rf"tensor {name}: read \d+ of \d+ bytes"):
+        f.get(name)
+
+
+CONFIG_DAMAGE = {
+    "not JSON": ("{not json", "config.json: not a JSON model config"),
+    "not an object": ("[1, 2]", "config.json: a JSON list, not an object"),
+    "not UTF-8": (b"\xff\xfe{", "config.json: not a JSON model config"),
+    "a field missing": (json.dumps({"vocab_size": 3}), "config.json: no 'd_model' field"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_DAMAGE))
+def test_bad_config_json_is_named(hf_dir, case):
+    text, message = CONFIG_DAMAGE[case]
+    path = hf_dir / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(checkpoints.CheckpointError, match=message) as e:
+        checkpoints.load_hf_t5(hf_dir)
+    assert str(path) in str(e.value)
+
+
+@pytest.fixture
+def sharded_dir(tmp_path):
+    hf = make_hf_t5(tmp_path / "single", **T5_FAMILIES["t5_v1_1"])
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    return tmp_path / "sharded"
+
+
+def test_index_naming_a_missing_shard_is_refused(sharded_dir):
+    index = json.loads((sharded_dir / "model.safetensors.index.json").read_text())
+    shard = sorted(set(index["weight_map"].values()))[1]
+    (sharded_dir / shard).unlink()
+    with pytest.raises(
+        checkpoints.CheckpointError, match=f"names shard files that are missing: {shard}"
+    ):
+        checkpoints.load_hf_t5(sharded_dir)
+
+
+def test_index_disagreeing_with_its_shards_is_refused(sharded_dir):
+    path = sharded_dir / "model.safetensors.index.json"
+    index = json.loads(path.read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    index["weight_map"]["shared.weight"] = next(
+        s for s in shards if s != index["weight_map"]["shared.weight"]
+    )
+    path.write_text(json.dumps(index))
+    with pytest.raises(checkpoints.CheckpointError, match="puts tensor shared.weight in"):
+        checkpoints.load_hf_t5(sharded_dir)
+    path.write_text("{")
+    with pytest.raises(checkpoints.CheckpointError, match="not a JSON shard index"):
+        checkpoints.load_hf_t5(sharded_dir)
+
+
+def test_truncated_pytorch_bin_is_refused(tmp_path):
+    hf = make_hf_t5(tmp_path / "src", **T5_FAMILIES["t5_v1_1"])
+    d = tmp_path / "bin"
+    d.mkdir()
+    (d / "config.json").write_text((tmp_path / "src" / "config.json").read_text())
+    torch.save(hf.state_dict(), d / "pytorch_model.bin")
+    _cut(20_000)(d / "pytorch_model.bin")
+    with pytest.raises(checkpoints.CheckpointError, match="cannot read as a PyTorch checkpoint"):
+        checkpoints.load_hf_t5(d)
+
+
+# ---------------------------------------------------------------------------
+# The weights digest.
+# ---------------------------------------------------------------------------
+
+
+def _digest(directory) -> str:
+    d = checkpoints.WeightsDigest()
+    checkpoints.load_hf_t5(directory, digest=d)
+    return d.hexdigest()
+
+
+def _expected_digest(directory) -> str:
+    """The digest's definition, computed from `safetensors`' own reader over the
+    tensors the model is built from (tied copies are not read)."""
+    import hashlib
+
+    config = t5_config.from_hf_config(json.loads((directory / "config.json").read_text()))
+    tensors = load_file(directory / "model.safetensors")
+    lines = []
+    for name in sorted(tensors):
+        if t5_hf.hf_to_t5x_name(config, name) is None:
+            continue
+        t = tensors[name]
+        sha = hashlib.sha256(np.ascontiguousarray(t).tobytes()).hexdigest()
+        lines.append(f"{name}\t{t.dtype.name}\t{list(t.shape)}\t{sha}\n")
+    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def test_weights_digest_is_of_the_bytes_read_in_parts(tmp_path, monkeypatch):
+    make_hf_t5(tmp_path / "a", **T5_FAMILIES["t5_v1_1"])
+    want = _expected_digest(tmp_path / "a")
+    assert _digest(tmp_path / "a") == want
+    monkeypatch.setattr(placing, "CHUNK_BYTES", 1000)  # Every large tensor in several parts.
+    assert _digest(tmp_path / "a") == want
+
+
+def test_weights_digest_of_overlapping_streamed_parts(tmp_path, monkeypatch):
+    """The accelerator path's last part overlaps the one before: hashed once."""
+    import hashlib
+
+    monkeypatch.setattr(placing, "CHUNK_BYTES", 1000)
+    weight = np.random.default_rng(0).standard_normal((37, 23)).astype(np.float32)
+    save_file({"w": weight}, str(tmp_path / "model.safetensors"))
+    d = checkpoints.WeightsDigest()
+    source = checkpoints.hf_source(checkpoints.HFTensors(tmp_path, d), "w", True)
+    placing._stream_to_device(
+        source, jax.sharding.SingleDeviceSharding(jax.devices()[0]), np.dtype(np.float32)
+    )
+    sha = hashlib.sha256(weight.tobytes()).hexdigest()
+    line = f"w\tfloat32\t[37, 23]\t{sha}\n"
+    assert d.hexdigest() == "sha256:" + hashlib.sha256(line.encode()).hexdigest()
+
+
+def _save_bin(hf, config_from, directory):
+    directory.mkdir()
+    (directory / "config.json").write_text((config_from / "config.json").read_text())
+    torch.save(hf.state_dict(), directory / "pytorch_model.bin")
+
+
+def test_weights_digest_follows_content_not_layout(tmp_path):
+    """One file, shards and a .bin of the same weights agree; one changed value does not."""
+    hf = make_hf_t5(tmp_path / "single", **T5_FAMILIES["t5_v1_1"])
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    _save_bin(hf, tmp_path / "single", tmp_path / "bin")
+    digests = {v: _digest(tmp_path / v) for v in ("single", "sharded", "bin")}
+    assert len(set(digests.values())) == 1, digests
+
+    with torch.no_grad():
+        wo = hf.decoder.block[1].layer[2].DenseReluDense.wo.weight
+        value = wo[3, 4].clone()
+        wo[3, 4] += 1e-3
+        hf.save_pretrained(tmp_path / "changed")
+        wo[3, 4] = value
+    assert _digest(tmp_path / "changed") != digests["single"]
+    hf.save_pretrained(tmp_path / "restored")
+    assert _digest(tmp_path / "restored") == digests["single"]
+
+    # bfloat16: the .bin's tensors are hashed as the same bf16 bits as the file's.
+    hf.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    _save_bin(hf, tmp_path / "bf16", tmp_path / "bf16_bin")
+    assert _digest(tmp_path / "bf16") == _digest(tmp_path / "bf16_bin") != digests["single"]
