@@ -243,3 +243,18 @@ def test_a_family_declared_in_tests_evaluates_and_prompt_tunes(tmp_path, monkeyp
     batch = base.adapter().rank_batch([ids], [conts], len(ids), 2, max(map(len, conts)), 1)
     want = toy_family.option_log_likelihoods(base.config, base.params, batch)[0]
     np.testing.assert_allclose(recs[0]["scores"], want, rtol=1e-5, atol=1e-5)
+
+
+def test_readme_family_example_is_the_toy_familys_declaration():
+    """README's "A new model family" block is the declaration this file tests, verbatim."""
+    import pathlib
+    import re
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    block = re.search(
+        r"```python\nfrom jaxrobust import inference\n\n(FAMILY = .*?\n)```", readme, re.S
+    )
+    assert block, "README lost its family example"
+    source = (repo / "tests" / "fixtures" / "toy_family.py").read_text()
+    assert block.group(1) in source

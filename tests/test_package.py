@@ -167,3 +167,56 @@ def test_data_gated_tests_skip_or_fail_under_require_data(tmp_path, require):
         assert done.returncode == (1 if require else 0)
         if require:
             assert "JAXROBUST_REQUIRE_DATA is set" in done.stdout
+
+
+def test_readme_layout_table_names_every_folder():
+    """README's "Where things live" lists each package folder, and each one it lists exists."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Where things live", 1)[1]
+    listed = set(re.findall(r"^\| `([^`]+)` \|", section, re.M))
+    for name in listed:
+        assert (REPO / name.rstrip("/")).exists(), name
+    packages = {f"jaxrobust/{p.parent.name}/" for p in (REPO / "jaxrobust").glob("*/__init__.py")}
+    assert packages <= listed, sorted(packages - listed)
+
+
+def test_layers_import_only_the_layers_above_them():
+    """The order of README's "Where things live" table is the import order: no module
+    imports (even inside a function) from a layer listed below its own."""
+    import ast
+    import re
+
+    section = (REPO / "README.md").read_text().split("## Where things live", 1)[1]
+    order = [
+        name.rstrip("/").removeprefix("jaxrobust/").removesuffix(".py")
+        for name in re.findall(r"^\| `([^`]+)` \|", section, re.M)
+        if name.startswith(("jaxrobust/", "tasks/"))
+    ]
+
+    def layer(module: str) -> str | None:
+        parts = module.split(".")
+        if parts[0] != "jaxrobust" or len(parts) < 2:
+            return None
+        return parts[1] if parts[1] in order else None
+
+    wrong = []
+    files = [*(REPO / "jaxrobust").rglob("*.py"), *(REPO / "tasks").rglob("*.py")]
+    for path in files:
+        rel = path.relative_to(REPO).parts
+        own = "tasks" if rel[0] == "tasks" else rel[1].removesuffix(".py")
+        if own not in order:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                other = layer(name)
+                if other and order.index(other) > order.index(own):
+                    wrong.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not wrong, wrong
