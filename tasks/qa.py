@@ -7,6 +7,11 @@ choices render (letters, numbers, "no"/"yes", or the answer texts), and
 * BoolQ: ``no`` / ``yes`` (index 0 is a false answer, as HF's ``label``);
 * MMLU: the letters ``A``-``D``;
 * BIG-bench: the example's own choice texts (``target_scores`` keys).
+
+Flan 2022's observed sets by task category (`jaxrobust.data.flan`: its
+multiple-choice QA templates for MMLU and BIG-bench Lite, its yes/no and NLI
+templates for BoolQ) are `flan_observed(family)`; `add_flan_observed()` adds
+them to the registered mixtures, only when called.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import string
 
 from jaxrobust.tasks import extending, registry
 
-from jaxrobust.data import datasets
+from jaxrobust.data import datasets, flan
 from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
@@ -237,6 +242,55 @@ def observed_boolq() -> tuple[list[tmpl.Template], list[str]]:
 
 def _renamed(template: tmpl.Template, new_id: str) -> tmpl.Template:
     return dataclasses.replace(template, id=new_id)
+
+
+# ---------------------------------------------------------------- Flan 2022 observed sets
+
+# How each benchmark's variables fill the roles of Flan's fields
+# (`jaxrobust.data.flan`): family -> (category, binding).
+FLAN_BINDINGS = {
+    "mmlu": ("multiple_choice", flan.Binding(roles={"question": "question"}, choices="choices")),
+    "bigbench": ("multiple_choice", flan.Binding(roles={"question": "input"}, choices="choices")),
+    "boolq": (
+        "yes_no",
+        flan.Binding(roles={"question": "question", "passage": "passage"}, labels=BOOLQ_LABELS),
+    ),
+}
+
+
+def flan_observed(family: str, *, style: str = "dash", path=None) -> flan.Loaded:
+    """Flan 2022's observed set for a family (``mmlu``, ``bigbench``, ``boolq``).
+
+    The templates of the family's category (multiple-choice QA for MMLU and
+    BIG-bench Lite, yes/no and NLI for BoolQ) over the family's variables;
+    `flan.Loaded.skipped` says which patterns were left out and why.
+    """
+    category, binding = FLAN_BINDINGS[family]
+    return flan.category_templates(category, binding, style=style, path=path)
+
+
+def add_flan_observed(*, style: str = "dash", path=None) -> list[str]:
+    """Adds Flan 2022's observed sets to MMLU (every subject and the pool), BIG-bench Lite, BoolQ.
+
+    Not done at import: the registered mixtures stay as they are unless this is
+    called (after ``import jaxrobust.tasks``, e.g. from a module in
+    ``TASK_MODULES``). The templates join each data set's ``#all`` and
+    ``#observed_flan`` mixtures (``jr:mmlu:qa#observed_flan``, ...).
+
+    Args:
+      style: ``dash`` or ``letters`` (`jaxrobust.data.flan`).
+      path: the Flan template file (default: ``<data dir>/flan/v2/templates.py``).
+
+    Returns:
+      The new task names.
+    """
+    mmlu = flan_observed("mmlu", style=style, path=path).templates
+    names = extending.add_templates(MMLU_POOL, mmlu)
+    bigbench = flan_observed("bigbench", style=style, path=path).templates
+    for task in BIGBENCH_TASKS:
+        names += extending.add_templates(registry.base_name(bigbench_spec(task)), bigbench)
+    boolq = flan_observed("boolq", style=style, path=path).templates
+    return names + extending.add_templates(registry.base_name(BOOLQ), boolq)
 
 
 def register_all() -> list[str]:
