@@ -89,10 +89,10 @@ def test_random_weights_are_flax_eager_init(family, dtype):
 def test_checkpoint_weights_are_the_hf_tensors(family, tmp_path):
     """An HF directory's tensors arrive in their shardings, with the tokenizer rule."""
     if family == "t5":
-        hf = make_hf_t5(tmp_path, tie_word_embeddings=False, vocab_size=128)
+        hf = make_hf_t5(tmp_path, tie_word_embeddings=False, vocab_size=264)
         table, mine = hf.shared.weight, ("token_embedder", "embedding")
     else:
-        hf = make_hf_llama(tmp_path, vocab_size=128)
+        hf = make_hf_llama(tmp_path, vocab_size=264)
         table, mine = hf.model.embed_tokens.weight, ("embed_tokens",)
     mesh = partitioning.make_mesh(data=2, model=4)
     spec = inference.ModelSpec(
@@ -105,7 +105,8 @@ def test_checkpoint_weights_are_the_hf_tensors(family, tmp_path):
     want = table.detach().to(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(np.asarray(got, np.float32), want)
     assert got.dtype == jnp.bfloat16
-    assert dict(loaded.rules)["vocab"] == "model"  # 128 rows split over 4 devices.
+    # 264 rows (the byte tokenizer's 259 ids need 259 at least) split over 4 devices.
+    assert dict(loaded.rules)["vocab"] == "model"
     assert (
         got.sharding.spec
         == partitioning.logical_to_shardings({"t": ("vocab", "embed")}, mesh, loaded.rules)[

@@ -57,7 +57,8 @@ class Family:
     token_embedding: Callable[[Any], Any]  # params -> the input embedding table [V, D].
     # HF checkpoints; None for a family that has none (random weights only, PT only).
     from_hf_config: Callable[..., Any] | None = None  # (config.json dict, **overrides) -> C.
-    # (directory, shardings=, dtype=, config=) -> (C, params).
+    # (directory, shardings=, dtype=, config=, digest=) -> (C, params); every tensor read
+    # is added to `digest` (a `checkpoints.WeightsDigest`) when it is not None.
     load_hf: Callable[..., tuple[Any, Any]] | None = None
     export_hf: Callable[[Any, Any, Any], None] | None = None  # (params, C, directory).
 

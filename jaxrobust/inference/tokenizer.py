@@ -10,7 +10,7 @@ and so serves models trained from scratch here.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Tokenizer(Protocol):
@@ -54,6 +54,9 @@ class HFTokenizer:
             self.pad_id = self.eos_id
         self.bos_id = tok.bos_token_id
         self.vocab_size = len(tok)
+        # Added tokens may sit past len(tok) - 1 in odd vocabularies; the model needs a
+        # row for every id the tokenizer can produce.
+        self.id_limit = max([self.vocab_size, *(i + 1 for i in tok.get_vocab().values())])
 
     def encode(self, text: str, add_eos: bool = True, add_bos: bool = False) -> list[int]:
         ids = self._tok(text, add_special_tokens=False)["input_ids"]
@@ -66,6 +69,15 @@ class HFTokenizer:
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
         return self._tok.decode(ids, skip_special_tokens=True)
+
+
+def id_limit(tokenizer: Any) -> int | None:
+    """One more than the largest id `tokenizer` produces; None when it does not say.
+
+    The model's embedding needs at least this many rows.
+    """
+    limit = getattr(tokenizer, "id_limit", None)
+    return limit if limit is not None else getattr(tokenizer, "vocab_size", None)
 
 
 class ByteTokenizer:
