@@ -5,14 +5,18 @@ folder names.
 Damaged checkpoint files are tested with the other formats in test_checkpoints.py.
 """
 
+import json
 import pathlib
+import sys
 
 import pytest
 from parity_helpers import T5_FAMILIES, make_hf_llama, make_hf_t5
 
 from jaxrobust import checkpoints, inference
+from jaxrobust.analysis import report, scoring
 from jaxrobust.inference.tokenizer import ByteTokenizer
 from jaxrobust.parallel import partitioning
+from jaxrobust.storage import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -101,3 +105,75 @@ def test_random_weights_digest_follows_what_makes_them():
     assert _load(tokenizer="byte").weights_digest == base
     for change in ({"seed": 1}, {"dtype": "bfloat16"}, {"family": "llama"}):
         assert _load(tokenizer="byte", **change).weights_digest != base, change
+
+
+# ---------------------------------------------------------------------------
+# Model names are folder names.
+# ---------------------------------------------------------------------------
+
+
+def test_model_names_map_to_one_safe_folder():
+    assert records.model_dirname("flan-t5-xl") == "flan-t5-xl"
+    assert records.model_dirname("t5-v1_1-small") == "t5-v1_1-small"
+    assert records.model_dirname("google/flan-t5-xl") == "google__flan-t5-xl"
+    path = records.records_path("/out", "google/flan-t5-xl", "jr:boolq:qa:u1")
+    assert str(path) == "/out/records/google__flan-t5-xl/jr__boolq__qa__u1.jsonl"
+
+
+@pytest.mark.parametrize(
+    "name", ["", "../../x", "..", "a/../../b", "/etc/x", "a//b", "a/", "./a", "a\\..\\b", "a\nb"]
+)
+def test_names_that_leave_or_blur_the_folder_are_refused(name):
+    with pytest.raises(ValueError, match="cannot name a records folder"):
+        records.model_dirname(name)
+    with pytest.raises(ValueError, match="cannot name a records folder"):
+        inference.ModelSpec(name=name)
+
+
+def test_a_name_holding_the_slash_escape_is_refused():
+    """'a__b' would share the folder of 'a/b'."""
+    with pytest.raises(ValueError, match="'__' is reserved"):
+        records.model_dirname("a__b")
+
+
+def _eval(out: pathlib.Path, name: str) -> None:
+    if str(FIXTURES) not in sys.path:
+        sys.path.insert(0, str(FIXTURES))
+    from jaxrobust import main
+
+    args = [
+        "eval",
+        "--gin_file=gin_configs/runs/eval.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        "--gin.MIXTURES=['jr:toyqa:qa#all']",
+        f"--gin.OUTPUT_DIR='{out}'",
+        "--gin.TASK_MODULES=['eval_tasks']",
+        f"--gin.evaluation.ModelSpec.name='{name}'",
+    ]
+    assert main.main(args) == 0
+
+
+def test_a_name_with_a_slash_reaches_the_report(tmp_path, monkeypatch):
+    """Before: records went to records/google/flan-t5-xl/, which the report skipped."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "out"
+    _eval(out, "google/flan-t5-xl")
+    folder = out / "records" / "google__flan-t5-xl"
+    assert json.loads((folder / "model.json").read_text())["name"] == "google/flan-t5-xl"
+    assert len(list(folder.glob("*.jsonl"))) == 4
+    assert sorted(p.name for p in (out / "records").iterdir()) == ["google__flan-t5-xl"]
+    models, files = scoring.load(out)
+    assert list(models) == ["google/flan-t5-xl"] and len(files) == 4
+    rep = report.write_report(out, n_resamples=20)
+    summary = json.loads((rep / "summary.json").read_text())
+    assert {s["model"] for s in summary["summary"]} == {"google/flan-t5-xl"}
+    assert "google/flan-t5-xl" in (rep / "summary.md").read_text()
+
+
+def test_a_traversing_name_is_refused_and_writes_nothing(tmp_path, monkeypatch):
+    """Before: `../../x` wrote <out>/records/../../x, i.e. a folder x beside <out>."""
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"model name '\.\./\.\./x' cannot name a records folder"):
+        _eval(out, "../../x")
+    assert list(tmp_path.iterdir()) == []

@@ -62,26 +62,34 @@ def group_for_model(provenance: str, observed_collections: Sequence[str]) -> str
 def read_model(
     output_dir: str | os.PathLike, model: str, pattern: str = "*.jsonl"
 ) -> list[records.RecordFile]:
-    """One model's verified record files under `<output_dir>/records/<model>/`, by name.
+    """One model's verified record files under `records.model_dir(output_dir, model)`, by name.
 
     Raises:
       records.RecordsError: a corrupt or truncated file (named; re-run the
         evaluation, which recomputes it).
     """
-    model_dir = epath.Path(output_dir) / records.RECORDS_DIR / model
+    return _read_dir(records.model_dir(output_dir, model), pattern)
+
+
+def _read_dir(model_dir: epath.Path, pattern: str = "*.jsonl") -> list[records.RecordFile]:
     return [records.read_records(p) for p in sorted(model_dir.glob(pattern))]
 
 
 def load(output_dir: str | os.PathLike) -> tuple[dict[str, dict], list[records.RecordFile]]:
-    """(model name -> ModelSpec dict, every verified record file); `gs://` paths work."""
+    """(model name -> ModelSpec dict, every verified record file); `gs://` paths work.
+
+    A model is named as its `model.json` names it (`google/flan-t5-xl` for the
+    folder `google__flan-t5-xl`), else by its folder.
+    """
     root = epath.Path(output_dir) / records.RECORDS_DIR
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no records; run `python -m jaxrobust.main eval` first")
     models, files = {}, []
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        spec = model_dir / "model.json"
-        models[model_dir.name] = json.loads(spec.read_text()) if spec.exists() else {}
-        files += read_model(output_dir, model_dir.name)
+        spec_path = model_dir / "model.json"
+        spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
+        models[spec.get("name", model_dir.name)] = spec
+        files += _read_dir(model_dir)
     if not files:
         raise FileNotFoundError(f"{root}: no complete record files")
     return models, files

@@ -9,6 +9,8 @@ their tasks), and writes one JSONL file per pair:
     <output_dir>/runs/run-<UTC time>-<pid>.json  one per run: model, checkpoint,
         package version, git commit, gin config, data fingerprints, per-file status
 
+where <model> is the model name with '/' as '__' (`records.model_dirname`).
+
 Each record file is brought to completion by `resume.evaluate_file`, which
 skips, resumes, recomputes or refuses it (see there); `options.file_header` is
 what a file's header records about the run.
@@ -244,7 +246,7 @@ def run(
         meta["models"][spec.name] = {"spec": dataclasses.asdict(spec), "result_config": config}
         if writer0:
             files.write_json(
-                out / records.RECORDS_DIR / spec.name / "model.json", dataclasses.asdict(spec)
+                records.model_dir(out, spec.name) / "model.json", dataclasses.asdict(spec)
             )
             files.write_json(run_path, meta)
         engine, score = None, None

@@ -49,6 +49,7 @@ from jaxrobust.inference import families, prompt_formats
 from jaxrobust.inference import tokenizer as tokenizer_lib
 from jaxrobust.inference.engine import Engine
 from jaxrobust.parallel import partitioning
+from jaxrobust.storage import records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,10 @@ class ModelSpec:
     soft_prompt: str = ""  # .npy file of learned prefix embeddings [P, D]; '' = none.
     seed: int = 0  # Random-weight init seed (no checkpoint).
     dtype: str = "float32"  # Parameter dtype on device ('float32' or 'bfloat16').
+
+    def __post_init__(self):
+        # The name becomes a folder: refused here, before a run writes anything.
+        records.model_dirname(self.name)
 
 
 def make_tokenizer(spec: ModelSpec) -> Any:

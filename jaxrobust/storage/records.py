@@ -59,8 +59,44 @@ def line(obj: dict) -> bytes:
     return (json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
+def model_dirname(model: str) -> str:
+    """The folder name of a model's records: the name with each '/' written as '__'.
+
+    `google/flan-t5-xl` -> `google__flan-t5-xl`, one folder under `records/`
+    (a nested folder was skipped by the report). The mapping is reversible
+    (`'__'` -> `'/'`) because a name may not contain `'__'` itself, and no name
+    leaves the records folder.
+
+    Raises:
+      ValueError: an empty name; one with an empty, `.` or `..` path component
+        (absolute paths, `a//b`, traversal), a backslash or a control character;
+        or one containing `'__'` (reserved for '/').
+    """
+    problem = None
+    if not isinstance(model, str) or not model:
+        problem = "it is empty"
+    elif any(c == "\\" or ord(c) < 32 or ord(c) == 127 for c in model):
+        problem = "it holds a backslash or a control character"
+    elif any(part in ("", ".", "..") for part in model.split("/")):
+        problem = "it is an absolute path or has an empty, '.' or '..' component"
+    elif "__" in model:
+        problem = "'__' is reserved: it stands for '/' in the records folder's name"
+    if problem:
+        raise ValueError(
+            f"model name {model!r} cannot name a records folder: {problem} "
+            "(names like 'flan-t5-xl' or 'google/flan-t5-xl' can)"
+        )
+    return model.replace("/", "__")
+
+
+def model_dir(output_dir: str | os.PathLike, model: str) -> epath.Path:
+    """`<output_dir>/records/<model_dirname(model)>`: a model's record files and `model.json`."""
+    return epath.Path(output_dir) / RECORDS_DIR / model_dirname(model)
+
+
 def records_path(output_dir: str | os.PathLike, model: str, task: str) -> epath.Path:
-    return epath.Path(output_dir) / RECORDS_DIR / model / (task.replace(":", "__") + ".jsonl")
+    """The record file of (model, task); see `model_dir`."""
+    return model_dir(output_dir, model) / (task.replace(":", "__") + ".jsonl")
 
 
 @dataclasses.dataclass
