@@ -10,6 +10,8 @@ through here, so a reader never sees half a file:
   `save_file`, a tokenizer trainer filling a directory).
 * `AppendFile`: a file grown chunk by chunk, each chunk durable once synced,
   renamed onto its final name when complete (the record files' `.partial`).
+* `lock_folder`: one writer per folder (an eval output folder, a training
+  workdir); a second run is refused naming the holder.
 
 Paths go through `etils.epath` (the file-system layer SeqIO and Orbax use), so
 they may be `gs://` buckets (backed by `tf.io.gfile`, or `gcsfs` when
@@ -24,18 +26,26 @@ a stale temporary next to a complete file, which a re-run ignores.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import fcntl
 import io
 import json
+import logging
 import os
 import pathlib
+import secrets
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from etils import epath
 
 PathLike = str | os.PathLike
+log = logging.getLogger(__name__)
 
 
 def is_local(path: PathLike) -> bool:
@@ -152,3 +162,190 @@ class AppendFile:
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+# ---------------------------------------------------------------------------
+# One writer per folder.
+# ---------------------------------------------------------------------------
+
+LOCK_NAME = ".jaxrobust.lock"
+# Object stores: a lease not renewed for this long belongs to a run that is gone.
+LEASE_S = 600.0
+
+
+class LockedError(RuntimeError):
+    """Another run holds the folder; the message names it (host, pid, start time)."""
+
+    def __init__(self, folder: PathLike, holder: dict, how: str):
+        self.folder, self.holder = os.fspath(folder), holder
+        super().__init__(
+            f"{folder} is in use by another run: {describe_holder(holder)} ({how}). Two runs "
+            "writing one folder would interleave their files; wait for it to finish, or use "
+            f"another folder (if that run is gone, delete {LOCK_NAME} there)"
+        )
+
+
+def describe_holder(holder: dict) -> str:
+    """'`command` on host H, pid P, started T' from a lock's contents."""
+    return (
+        f"{holder.get('command', '?')} on host {holder.get('host', '?')}, "
+        f"pid {holder.get('pid', '?')}, started {holder.get('started', '?')}"
+    )
+
+
+def _holder(command: str) -> dict:
+    return {
+        "command": command,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "token": secrets.token_hex(8),
+    }
+
+
+def _parse(raw: bytes) -> dict:
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True  # Someone else's live process.
+    return True
+
+
+class FolderLock:
+    """A held folder lock (`lock_folder`); `release` (or leaving the `with`) frees it."""
+
+    def __init__(self, folder: epath.Path, path: epath.Path, holder: dict, release_fn):
+        self.folder, self.path, self.holder, self._release = folder, path, holder, release_fn
+
+    def release(self) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release()
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_folder(folder: PathLike, command: str) -> FolderLock:
+    """Takes `folder`'s lock for this process, or raises `LockedError` naming its holder.
+
+    Local disks: `<folder>/.jaxrobust.lock` holds the holder (command, host, pid,
+    start time) under an exclusive `flock`, which the kernel drops when the
+    holder dies however it dies; a lock file left by a killed run is therefore
+    taken over, with a log line naming that run (`flock` works across hosts on
+    NFS; on a mount without locking, only runs on one host exclude each other).
+    The lock file is removed on release, and a folder made for it is removed
+    again when the run left it empty.
+
+    Object stores (`gs://`) have no locks: the lock object is a lease, rewritten
+    by a background thread every `LEASE_S / 3` seconds; a lease not renewed for
+    `LEASE_S` seconds belongs to a run that is gone and is taken over (logged).
+    Its check-then-write is not atomic: two runs started within the same moment
+    can both pass.
+
+    In a multi-host run process 0 alone calls this (it alone writes files).
+    """
+    folder = epath.Path(folder)
+    if is_local(folder):
+        return _lock_local(pathlib.Path(os.fspath(folder)), command)
+    return _lease(folder, command)
+
+
+def _lock_local(folder: pathlib.Path, command: str) -> FolderLock:
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _parse(os.pread(fd, 1 << 16, 0))
+            os.close(fd)
+            mine = holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname()
+            raise LockedError(
+                folder, holder, "this very process holds it" if mine else "it holds the lock"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # Locked a file its holder removed while releasing: take the new one.
+    old = _parse(os.pread(fd, 1 << 16, 0))
+    if old:
+        gone = (
+            "its process is gone"
+            if old.get("host") == socket.gethostname() and not _pid_alive(old.get("pid"))
+            else "it holds no lock any more"
+        )
+        log.warning("%s: taking over the lock left by %s (%s)", path, describe_holder(old), gone)
+    holder = _holder(command)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+    os.fsync(fd)
+
+    def release() -> None:
+        path.unlink(missing_ok=True)  # Before the unlock: no one locks a removed file.
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # Only if the run left it empty.
+
+    return FolderLock(epath.Path(folder), epath.Path(path), holder, release)
+
+
+def _lease(folder: epath.Path, command: str) -> FolderLock:
+    path = folder / LOCK_NAME
+    if path.exists():
+        old = _parse(path.read_bytes())
+        age = time.time() - float(old.get("renewed", 0.0))
+        if age < LEASE_S:
+            how = f"its lease was renewed {age:.0f} s ago; it lapses after {LEASE_S:.0f} s"
+            raise LockedError(folder, old, how)
+        log.warning(
+            "%s: taking over the lease of %s (not renewed for %.0f s)",
+            path,
+            describe_holder(old),
+            age,
+        )
+    holder = _holder(command)
+    stop = threading.Event()
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(json.dumps({**holder, "renewed": time.time()}).encode())
+
+    def renew() -> None:
+        while not stop.wait(LEASE_S / 3):
+            try:
+                write()
+            except Exception as e:  # noqa: BLE001 (a missed renewal is retried; the run goes on)
+                log.warning("%s: could not renew the lease: %s", path, e)
+
+    write()
+    thread = threading.Thread(target=renew, name="jaxrobust-lease", daemon=True)
+    thread.start()
+
+    def release() -> None:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(Exception):
+            if _parse(path.read_bytes()).get("token") == holder["token"]:
+                path.unlink()
+
+    return FolderLock(folder, path, holder, release)
