@@ -28,9 +28,11 @@ show the machinery working, not a model's knowledge.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -143,15 +145,74 @@ def _find_gin_file(name: str, search_paths: list[str]) -> str:
     )
 
 
+def _gin_texts(paths: list[str], search_paths: list[str]) -> list[str]:
+    """The text of every gin file `paths` load, their `include`d files too."""
+    texts, todo, seen = [], list(paths), set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        text = pathlib.Path(path).read_text()
+        texts.append(text)
+        for name in re.findall(r"^include\s+['\"]([^'\"]+)['\"]", text, re.M):
+            try:
+                todo.append(_find_gin_file(name, [os.path.dirname(path), *search_paths]))
+            except FileNotFoundError:
+                pass  # gin itself names a missing include.
+    return texts
+
+
+def _check_macro_bindings(bindings: list[str], texts: list[str], files: list[str]) -> None:
+    """Refuses a command-line macro binding (`--gin.NAME=value`) that no loaded gin file
+    uses: gin would define the macro and run with the default (a typo like `LIMT`)."""
+    used = {m for text in texts + bindings for m in re.findall(r"%([A-Za-z_]\w*)", text)}
+    for binding in bindings:
+        name = binding.split("=", 1)[0].strip()
+        if not re.fullmatch(r"[A-Za-z_]\w*", name) or name in used:
+            continue  # A configurable's parameter (gin checks those) or a used macro.
+        close = difflib.get_close_matches(name, sorted(used - {"gin"}), n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else "no macro they use is close"
+        raise ValueError(
+            f"--gin.{name}: no loaded gin file uses the macro {name} ({', '.join(files)}), so "
+            f"the binding would change nothing; {hint}"
+        )
+
+
 def _call_configured(fn: Callable[..., Any], args: argparse.Namespace, default_files=()) -> Any:
     """Parses the command's gin files and bindings afresh and calls `fn` as they configure
-    it, passing the operative config as `gin_config` (stored with the results)."""
+    it, passing the operative config as `gin_config` (stored with the results).
+
+    Raises:
+      ValueError: no gin file given, none configures `fn`, or a macro binding that no
+        gin file uses (with the close names).
+    """
     import gin
 
-    paths = [_find_gin_file(f, args.gin_search_paths) for f in args.gin_file or default_files]
+    names = args.gin_file or list(default_files)
+    target = f"{fn.__module__.rsplit('.', 1)[0]}.{fn.__name__}"
+    if not names:
+        raise ValueError(
+            f"{args.command}: no --gin_file given; the run's gin file configures {target}, "
+            f"e.g. --gin_file=gin_configs/runs/{args.command}.gin "
+            "--gin_file=gin_configs/models/<model>.gin (see that file's header)"
+        )
+    paths = [_find_gin_file(f, args.gin_search_paths) for f in names]
     gin.clear_config()  # A caller running several commands in one process starts clean.
     gin.parse_config_files_and_bindings(paths, args.gin_bindings, skip_unknown=False)
-    return gin.get_configurable(fn)(gin_config=gin.config_str())
+    try:
+        configured = (
+            gin.get_configurable(fn) if gin.get_bindings(fn, resolve_references=False) else None
+        )
+    except ValueError:  # Never registered: no gin file imported it.
+        configured = None
+    if configured is None:
+        raise ValueError(
+            f"{args.command}: none of the gin files {names} configures {target}; the first "
+            f"--gin_file is the run's (gin_configs/runs/{args.command}.gin)"
+        )
+    _check_macro_bindings(args.gin_bindings, _gin_texts(paths, args.gin_search_paths), names)
+    return configured(gin_config=gin.config_str())
 
 
 # ---------------------------------------------------------------------------
