@@ -328,6 +328,47 @@ def test_resume_after_kill_equals_uninterrupted(base, tmp_path):
         assert np.array_equal(a[path], b[path]), path
 
 
+def _options(**kw) -> training.TrainOptions:
+    return training.TrainOptions(
+        **{"prompt_length": 4, "learning_rate": 0.1, "num_steps": 2, "checkpoint_every": 2, **kw}
+    )
+
+
+def test_resume_with_other_settings_is_refused_naming_them(base_dir, tmp_path, monkeypatch):
+    """Checkpoints trained with one learning rate and prompt length are not resumed with
+    others: refused before the model loads, naming each setting, there and here."""
+    work, loss = str(tmp_path / "pt"), training.LossOptions()
+    run = lambda **kw: training.train(  # noqa: E731
+        _spec(base_dir), work, DATA, loss, _options(**kw), task_modules=("train_tasks",)
+    )
+    run()
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(inference, "load_model", must_not_load)
+    with pytest.raises(ValueError) as e:
+        run(learning_rate=0.2, prompt_length=6, num_steps=4)
+    message = str(e.value)
+    assert "holds checkpoints trained with other settings" in message
+    assert "train.learning_rate: 0.1 there, 0.2 here" in message
+    assert "train.prompt_length: 4 there, 6 here" in message
+    assert "num_steps" not in message  # Training longer is a resume, not another run.
+    saved = json.loads((tmp_path / "pt" / "train_settings.json").read_text())
+    assert saved["train"]["learning_rate"] == 0.1 and saved["weights_digest"].startswith("sha256:")
+
+
+def test_rerun_of_a_finished_training_keeps_its_metrics(base_dir, tmp_path):
+    work = str(tmp_path / "pt")
+    args = (_spec(base_dir), work, DATA, training.LossOptions(), _options())
+    first = training.train(*args, task_modules=("train_tasks",))
+    metrics = (tmp_path / "pt" / "metrics.json").read_bytes()
+    assert json.loads(metrics)["train"]  # The final step's training metrics.
+    again = training.train(*args, task_modules=("train_tasks",))
+    assert (tmp_path / "pt" / "metrics.json").read_bytes() == metrics
+    assert again["metrics"] == first["metrics"] and again["step"] == 2
+
+
 def test_step_on_2x4_mesh_matches_one_device():
     """Loss, gradients and the parameters after one SGD step (FT: every leaf trains)."""
     # 264 rows (bytes use 259): the `model` axis of 4 must divide the vocabulary.

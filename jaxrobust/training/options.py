@@ -4,11 +4,17 @@
 Frozen dataclasses, one comment per field; `gin_configs/runs/train_prompt.gin`
 binds them as `training.LossOptions` and `training.TrainOptions` (the data side,
 `training.DataOptions`, lives in `training/data.py`).
+
+`run_settings` is what a workdir's checkpoints depend on (recorded as
+`train_settings.json`); a resume compares it (`settings_difference`) and is
+refused when it differs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,3 +51,53 @@ class TrainOptions:
     eval_every: int = 0  # Held-out evaluation; 0 = at the end only.
     model_parallel: int = 1  # Size of the mesh's `model` axis.
     seed: int = 0  # Prompt initialisation.
+
+
+# TrainOptions fields a resumed run may change: bookkeeping, not what is trained.
+BOOKKEEPING = (
+    "num_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "eval_every",
+    "model_parallel",
+)
+# ModelSpec fields that only label the model (its weights enter as their digest).
+LABELS = ("name", "series", "params_b", "observed_collections", "soft_prompt")
+
+
+def run_settings(model: Any, loss: LossOptions, options: TrainOptions, digest: str | None) -> dict:
+    """What a workdir's checkpoints depend on, besides the data (`template_split.json`),
+    as JSON reads it back: the `ModelSpec` `model` but its labels, the base weights'
+    content digest, the loss and the training options but their bookkeeping."""
+    return json.loads(
+        json.dumps(
+            {
+                "model": {k: v for k, v in dataclasses.asdict(model).items() if k not in LABELS},
+                "weights_digest": digest,
+                "loss": dataclasses.asdict(loss),
+                "train": {
+                    k: v for k, v in dataclasses.asdict(options).items() if k not in BOOKKEEPING
+                },
+            }
+        )
+    )
+
+
+def settings_difference(there: dict, here: dict, with_weights: bool) -> list[str]:
+    """'group.field: x there, y here' for each setting that differs between two
+    `run_settings`; the weights' digest only when `with_weights`."""
+    differ = []
+    for group in ("model", "loss", "train"):
+        a, b = there.get(group, {}), here[group]
+        differ += [
+            f"{group}.{k}: {a.get(k)!r} there, {b.get(k)!r} here"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ]
+    if with_weights and there.get("weights_digest") != here["weights_digest"]:
+        differ.append(
+            f"weights_digest: {there.get('weights_digest')!r} there, "
+            f"{here['weights_digest']!r} here"
+        )
+    return differ

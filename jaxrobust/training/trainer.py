@@ -20,9 +20,17 @@ optimizer, shard, step, restore, evals, loop, outputs. Outputs under `workdir`:
     checkpoints/<step>/     Orbax: trainable params, optimizer state, step, data position
     tb/                     TensorBoard event files (tensorboardX)
     template_split.json     which templates were originals / paraphrases / held out
+    train_settings.json     the settings the checkpoints were trained with (checked on resume)
     prompt.npy              the learned prompt [P, D] (evaluation.ModelSpec.soft_prompt)
     hf_model/               the fine-tuned model as an HF directory of its family (FT runs)
     metrics.json            final training and held-out metrics (written last)
+
+Resume: re-running the same command goes on from the latest checkpoint. A
+re-run with settings that change what the checkpoints hold (learning rate,
+prompt length, loss weights, the base weights, ...; `train_settings.json`) is
+refused naming them, as is another template split; a re-run of a finished
+training changes nothing (its `metrics.json` is kept). One run per workdir at a
+time: process 0 holds the workdir's lock (`storage.files.lock_folder`).
 
 Multi-host: every process runs the same program; process 0 alone writes files
 (`distributed.is_writer`); Orbax coordinates its own checkpoint writes.
@@ -53,6 +61,7 @@ import numpy as np
 import optax
 
 from jaxrobust import evaluation, inference
+from jaxrobust.evaluation import guards
 from jaxrobust.models import prompts
 from jaxrobust.parallel import distributed, partitioning
 from jaxrobust.storage import files
@@ -65,7 +74,12 @@ from jaxrobust.training.data import (
 )
 from jaxrobust.training.loss import losses
 from jaxrobust.training.optimizer import make_optimizer, merge, subset, trainable_mask
-from jaxrobust.training.options import LossOptions, TrainOptions
+from jaxrobust.training.options import (
+    LossOptions,
+    TrainOptions,
+    run_settings,
+    settings_difference,
+)
 
 log = logging.getLogger(__name__)
 Array = jax.Array
@@ -169,6 +183,31 @@ def _record_split(work: pathlib.Path, recorded: dict) -> None:
         files.write_atomic(split_file, json.dumps(recorded, indent=2))
 
 
+def _has_checkpoints(work: pathlib.Path) -> bool:
+    directory = work / "checkpoints"
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def _check_settings(work: pathlib.Path, settings: dict, loaded: bool) -> None:
+    """Refuses to resume `work`'s checkpoints with other settings (naming them); records
+    the settings of a fresh run. Before the model loads (`loaded=False`) the weights'
+    digest is not compared; after, it is."""
+    path = work / "train_settings.json"
+    if _has_checkpoints(work) and path.exists():
+        differ = settings_difference(json.loads(path.read_text()), settings, loaded)
+        if differ:
+            raise ValueError(
+                f"{work} holds checkpoints trained with other settings: {'; '.join(differ)}. "
+                "Resuming would mix them: use a new WORKDIR (or the settings it was trained "
+                "with)"
+            )
+        return
+    if _has_checkpoints(work) and not loaded:
+        log.warning("%s: no train_settings.json (an older run); resuming unchecked", work)
+    if loaded and distributed.is_writer():
+        files.write_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
+
+
 class _Checkpoints:
     """The run's Orbax checkpoints: trainable params, optimizer state and step, plus the
     data position as JSON. Frozen parameters are not saved (they come from the base
@@ -246,15 +285,29 @@ def train(
       {'params': final params tree, 'metrics': final train metrics,
        'heldout': held-out metrics, 'split': TemplateSplit, 'step': int}.
     """
-    from tensorboardX import SummaryWriter
-
     work = pathlib.Path(workdir).absolute()
     work.mkdir(parents=True, exist_ok=True)
+    with guards.writer_lock(work, "train_prompt"):
+        return _train(model, work, data, loss, options, task_modules, gin_config)
+
+
+def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[str, Any]:
+    """`train`'s program, run while process 0 holds the workdir's lock."""
+    from tensorboardX import SummaryWriter
+
     for module in task_modules:
         importlib.import_module(module)
 
     # ----------------------------------------------------------------- mesh
+    # Settings first: a resume with other settings, or a batch the mesh cannot
+    # split, is refused before the model loads.
     mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
+    if data.batch_size % mesh.shape[partitioning.DATA]:
+        raise ValueError(
+            f"BATCH_SIZE={data.batch_size} must be a multiple of the mesh's data axis "
+            f"({mesh.shape[partitioning.DATA]}; mesh {dict(mesh.shape)})"
+        )
+    _check_settings(work, run_settings(model, loss, options, None), loaded=False)
 
     # ---------------------------------------------------------------- model
     # The base model: HF checkpoint or seeded random weights, in their shardings;
@@ -262,6 +315,7 @@ def train(
     base = inference.load_model(model, mesh)
     config, tokenizer, rules, family = base.config, base.tokenizer, base.rules, base.family
     adapter = base.adapter()
+    _check_settings(work, run_settings(model, loss, options, base.weights_digest), loaded=True)
 
     # ----------------------------------------------------------------- data
     split = split_templates(data)
@@ -270,8 +324,6 @@ def train(
     fmt = model.prompt_format
     encoded = encode_examples(split, train_ids, adapter, data, data.split, data.limit, fmt)
     batches = ParaphraseBatches(encoded, len(split.original), data, adapter)
-    if data.batch_size % mesh.shape[partitioning.DATA]:
-        raise ValueError(f"batch_size={data.batch_size} must divide over {mesh.shape} data axis")
     held = encode_examples(
         split,
         split.original + split.held_out,
@@ -331,6 +383,26 @@ def train(
     #    position (batch k is a pure function of the seed and k).
     ckpts = _Checkpoints(work / "checkpoints", options.keep_checkpoints, mask)
     state = ckpts.restore_latest(state)
+    at = int(state["step"])
+    if at > options.num_steps:
+        ckpts.close()
+        raise ValueError(
+            f"{work} holds a checkpoint at step {at}, past NUM_STEPS={options.num_steps}: use "
+            "a new WORKDIR, or NUM_STEPS >= that step"
+        )
+    if at == options.num_steps and (work / "metrics.json").exists():
+        # Finished before: its outputs stay as they are (the final step's training
+        # metrics exist only in metrics.json).
+        ckpts.close()
+        finished = json.loads((work / "metrics.json").read_text())
+        log.warning("%s: finished at step %d before; metrics.json kept", work, at)
+        return {
+            "params": state["params"],
+            "metrics": finished["train"],
+            "heldout": finished["heldout"],
+            "split": split,
+            "step": at,
+        }
 
     def save(st, step):
         position = {
