@@ -151,14 +151,35 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
 
 
-def test_partial_from_other_settings_restarts(tmp_path):
+def test_partial_from_other_settings_restarts_saying_what_differs(tmp_path, caplog):
     path = tmp_path / "c.jsonl"
     with pytest.raises(RuntimeError):
         evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer(fail_at=2)[0], 4)
     score, calls = _fake_scorer()
-    evaluation.evaluate_file(path, _header(10, data_fingerprint="new"), EXAMPLES, score, 4)
+    new = _header(10, data_fingerprint="new", config={"model": "m", "limit": 3})
+    with caplog.at_level(logging.WARNING, logger="jaxrobust.storage.records"):
+        evaluation.evaluate_file(path, new, EXAMPLES, score, 4)
     assert calls == [4, 4, 2]
     assert records.read_records(path).header["data_fingerprint"] == "new"
+    assert "config.limit, data_fingerprint differ" in caplog.text
+    assert "its records are dropped" in caplog.text
+
+
+def test_partial_from_another_chunk_size_keeps_its_records(tmp_path, caplog):
+    """Chunking is not part of a file's identity: committed records stay (logged)."""
+    ref = tmp_path / "ref.jsonl"
+    evaluation.evaluate_file(ref, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    path = tmp_path / "e.jsonl"
+    with pytest.raises(RuntimeError):
+        evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer(fail_at=3)[0], 4)
+    score, calls = _fake_scorer()
+    with caplog.at_level(logging.INFO, logger="jaxrobust.storage.records"):
+        assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 3) == "resumed"
+    assert calls == [2]  # Examples 8 and 9 only: the 8 committed records were kept.
+    assert "keeps its 8 committed records, written in chunks of 4; goes on in chunks of 3" in (
+        caplog.text
+    )
+    assert records.read_records(path).records == records.read_records(ref).records
 
 
 def test_complete_file_from_other_settings_is_refused(tmp_path):
@@ -177,16 +198,18 @@ def _without_schema(n: int) -> dict:
     return header
 
 
-def test_file_from_before_schema_versions_is_schema_1_and_kept(tmp_path):
-    """Complete files written before headers carried `schema_version` read as schema 1,
-    and a re-run takes them as its own: skipped, never rewritten."""
-    assert records.SCHEMA_VERSION == 1  # Else such files are another schema: refuse them.
+def test_file_from_before_schema_versions_reads_as_schema_1_and_is_kept(tmp_path):
+    """Complete files written before headers carried `schema_version` read as schema 1;
+    a run of a later schema refuses such a file by name (its header differs: its config
+    lacks fields the new one has) and leaves it as it was."""
+    assert records.SCHEMA_VERSION == 2
     path = tmp_path / "old.jsonl"
     evaluation.evaluate_file(path, _without_schema(10), EXAMPLES, _fake_scorer()[0], 4)
     assert b"schema_version" not in path.read_bytes()
     assert records.read_records(path).header["schema_version"] == 1
     before, score = path.read_bytes(), _fake_scorer()
-    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score[0], 4) == "skipped"
+    with pytest.raises(records.RecordsError, match="schema_version differ"):
+        evaluation.evaluate_file(path, _header(10), EXAMPLES, score[0], 4)
     assert score[1] == [] and path.read_bytes() == before
 
 
@@ -201,7 +224,7 @@ def test_partial_from_before_schema_versions_restarts_with_a_versioned_header(tm
     score, calls = _fake_scorer()
     assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 4) == "written"
     assert calls == [4, 4, 2] and path.read_bytes() == ref.read_bytes()
-    assert json.loads(path.read_bytes().splitlines()[0])["schema_version"] == 1
+    assert json.loads(path.read_bytes().splitlines()[0])["schema_version"] == records.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize("schema", [records.SCHEMA_VERSION + 1, 0, "1"])
@@ -337,3 +360,40 @@ def test_corrupt_and_truncated_files_are_recomputed(reference, tmp_path, caplog)
     assert record_files(out) == record_files(reference)
     assert corrupt.with_name(corrupt.name + ".corrupt").exists()
     assert truncated.with_name(truncated.name + ".corrupt").exists()
+
+
+def test_default_split_is_each_data_sets_own_and_headers_name_it(tmp_path):
+    """EvalOptions.split None: every task is read in its data set's standard evaluation
+    split (`registry.split_for`; here 'validation', the set has no test split), and the
+    record header names the split it was read in."""
+    from jaxrobust.tasks import registry
+
+    assert evaluation.EvalOptions().split is None
+    sys.path.insert(0, str(FIXTURES))
+    import eval_tasks
+
+    def read(split):
+        if split != "validation":
+            raise AssertionError(f"read split {split!r}")
+        return eval_tasks._qa_rows(split)[:4]
+
+    spec = registry.TaskSpec(
+        dataset="toyval",
+        format="qa",
+        splits=("train", "validation"),
+        read=read,
+        prepare=eval_tasks._qa_prepare,
+        sample=eval_tasks._qa_rows("test")[0],
+        family="toyqa",
+    )
+    task = registry.register(spec, eval_tasks.QA_BANK[0])
+    args = eval_args(tmp_path)
+    args[3] = f"--gin.MIXTURES=['{task}']"
+    from jaxrobust import main
+
+    assert main.main(args) == 0
+    path = records.records_path(tmp_path, "tiny-t5", task)
+    header = records.read_records(path).header
+    assert header["config"]["split"] == "validation" and header["n_examples"] == 4
+    (run,) = (tmp_path / "runs").glob("run-*.json")
+    assert json.loads(run.read_text())["splits"] == {task: "validation"}

@@ -57,7 +57,7 @@ def test_model_gin_with_eval_gin(path):
     assert spec.preset in presets
     assert spec.checkpoint == "/ckpt"
     prompt_formats.get_format(spec.prompt_format)  # raises for an unknown format
-    assert options.batch_size == 32 and options.split == "test"
+    assert options.batch_size == 32 and options.split is None  # Each data set's own.
 
 
 def test_every_preset_has_a_model_gin():

@@ -36,17 +36,37 @@ def resolve_tasks(names: Iterable[str]) -> list[str]:
     return out
 
 
+def task_split(task: str, options: EvalOptions) -> str:
+    """The split `task` is evaluated on: `options.split`, or when None its data set's
+    standard evaluation split (`tasks.registry.split_for`, which names the task and
+    its splits when the data set lacks the one asked for)."""
+    from jaxrobust.tasks import registry
+
+    return registry.split_for(task, options.split)
+
+
 def task_examples(task: str, options: EvalOptions) -> list[dict]:
-    """The task's examples of `options.split`, rendered under its template (first
-    `options.limit`, choices seeded by `options.render_seed`)."""
+    """The task's examples of its split (`task_split`), rendered under its template
+    (first `options.limit`, choices seeded by `options.render_seed`)."""
     from jaxrobust.tasks import registry
 
     spec, template = registry.REGISTERED[task]
+    split = task_split(task, options)
     return list(
-        registry.examples(
-            spec, template, options.split, limit=options.limit, seed=options.render_seed
-        )
+        registry.examples(spec, template, split, limit=options.limit, seed=options.render_seed)
     )
+
+
+def check_not_empty(examples: dict[str, list[dict]], splits: dict[str, str], options) -> None:
+    """Refuses tasks without examples before anything is computed, naming them."""
+    empty = [t for t, ex in examples.items() if not ex]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} task(s) have no examples: "
+            + ", ".join(f"{t} (split {splits[t]!r})" for t in empty[:5])
+            + ("" if options.limit is None else f"; LIMIT={options.limit}")
+            + ": check the data directory, or leave these tasks out of MIXTURES"
+        )
 
 
 def data_fingerprint(examples: Sequence[dict]) -> str:

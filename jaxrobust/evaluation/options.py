@@ -5,7 +5,14 @@ A re-run compares a finished file's header with the one it would write: equal
 headers mean the file is this run's (skip it), different ones that it was made
 with other settings (refuse it). So every field that changes a record's
 contents enters the header, and none that does not (batch size, chunk size,
-model parallelism, progress: records are equal whatever they are).
+model parallelism, progress: records are equal whatever they are). The
+weights enter by content (`weights_digest`), not only by path, so new weights
+copied over a checkpoint directory are another run; the split enters as each
+task's resolved split.
+
+Every option is checked when it is made (`EvalOptions.__post_init__`), so a
+bad setting stops the run before anything loads, naming the setting and its
+allowed values.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ from collections.abc import Sequence
 from jaxrobust.inference.loading import ModelSpec
 from jaxrobust.storage import records
 
+MODES = ("standard", "sun", "ni")
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
     """How tasks are read and scored; the result-changing fields enter each file's header."""
 
-    split: str = "test"  # Split of every task.
+    # Split of every task; None = each data set's standard evaluation split
+    # (`tasks.registry.split_for`: SemEval test, BoolQ validation, ...).
+    split: str | None = None
     limit: int | None = None  # First `limit` examples of each task; None = all.
     render_seed: int = 0  # Seed of templates' random choices (tasks.examples).
     mode: str = "standard"  # Engine.rank_classify mode: 'standard', 'sun' or 'ni'.
@@ -33,9 +44,40 @@ class EvalOptions:
     record_pooled: bool = False  # Also store per-chunk sums of pooled encoder states.
     progress: bool = True  # Progress line with ETA on stderr (process 0).
 
+    def __post_init__(self):
+        def at_least(name: str, low: int, none_means: str = "") -> None:
+            value = getattr(self, name)
+            if value is None and none_means:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                allowed = f"an integer >= {low}" + (
+                    f", or None ({none_means})" if none_means else ""
+                )
+                raise ValueError(
+                    f"EvalOptions.{name}={value!r}: expected {allowed} (gin: {name.upper()})"
+                )
 
-def result_config(model: ModelSpec, options: EvalOptions, prompt_sha: str) -> dict:
-    """The settings a record file's contents depend on (compared on re-runs)."""
+        at_least("limit", 1, "every example")
+        for name in ("batch_size", "max_input_len", "model_parallel", "chunk_size"):
+            at_least(name, 1)
+        if self.mode not in MODES:
+            raise ValueError(f"EvalOptions.mode={self.mode!r}: expected one of {MODES} (gin: MODE)")
+        if self.split is not None and (not isinstance(self.split, str) or not self.split):
+            raise ValueError(
+                f"EvalOptions.split={self.split!r}: expected a split name, or None for each "
+                "data set's standard evaluation split (gin: SPLIT)"
+            )
+
+
+def result_config(
+    model: ModelSpec, options: EvalOptions, prompt_sha: str, weights_digest: str | None = None
+) -> dict:
+    """The settings a record file's contents depend on (compared on re-runs).
+
+    `split` is the option as given; a file's header holds its task's resolved
+    split (`runner.run`). `weights_digest` is the loaded weights' content digest,
+    None until they are loaded.
+    """
     return {
         "model": model.name,
         "family": model.family,
@@ -53,6 +95,7 @@ def result_config(model: ModelSpec, options: EvalOptions, prompt_sha: str) -> di
         "average": options.average,
         "max_input_len": options.max_input_len,
         "record_pooled": options.record_pooled,
+        "weights_digest": weights_digest,
     }
 
 

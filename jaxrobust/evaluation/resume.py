@@ -10,13 +10,21 @@ footer is in, so a final name never holds a partial file. A re-run:
   writing, so its inode and mtime stay);
 * finishes a `.partial` from its last committed chunk. Chunks are fixed slices
   of the example list, each scored by one engine call, so a resumed file is
-  byte-identical to an uninterrupted run's;
+  byte-identical to an uninterrupted run's. Chunking is not part of a run's
+  identity: a `.partial` written with another CHUNK_SIZE keeps its committed
+  records (they do not depend on it) and goes on in the new chunk size (logged;
+  its chunk lines then differ from an uninterrupted run's, its records do not);
+  one made with other settings or data restarts, with a warning naming them;
 * recomputes a final file that fails its checks (bad JSON, missing footer,
   checksum or count mismatch), after logging a `records.RecordsError` that names
   it; the bad file is kept beside it as `<file>.corrupt`;
 * refuses (`records.RecordsError`) a complete file made with a different
   configuration (checkpoint, split, scoring mode, data): use a new output
-  directory.
+  directory (`guards.check_identity` refuses such a run before it starts).
+
+Every scored chunk is checked before it is written (`guards.check_finite`: a NaN
+or infinite score stops the run), and an exception from the scorer names the
+task, template and examples it was scoring.
 
 Decisions about a file are made by process 0, the only process that touches
 record files, and broadcast (`distributed.decided_by_writer`).
@@ -33,6 +41,7 @@ from collections.abc import Callable
 import numpy as np
 from etils import epath
 
+from jaxrobust.evaluation import guards
 from jaxrobust.parallel import distributed
 from jaxrobust.storage import records
 
@@ -96,7 +105,17 @@ def evaluate_file(
         if progress and start:
             progress.update(start, f"{header['task']} (resumed)")
         for lo in range(start, len(examples), chunk_size):
-            rows, pooled = score(examples[lo : lo + chunk_size])
+            chunk = examples[lo : lo + chunk_size]
+            try:
+                rows, pooled = score(chunk)
+            except Exception as e:
+                e.add_note(
+                    f"while scoring task {header['task']} (template {header.get('template_id')!r}"
+                    f"), examples {chunk[0].get('example_id')!r}..{chunk[-1].get('example_id')!r}"
+                    f" ({lo}..{lo + len(chunk) - 1} of {len(examples)})"
+                )
+                raise
+            guards.check_finite(header, rows, pooled)
             if writer:
                 writer.append_chunk(rows, pooled)
             if progress:

@@ -15,6 +15,14 @@ Each record file is brought to completion by `resume.evaluate_file`, which
 skips, resumes, recomputes or refuses it (see there); `options.file_header` is
 what a file's header records about the run.
 
+Before anything is loaded or written, `run` checks what it can: the options
+(`EvalOptions`), the batch size against the mesh, that every task has
+examples, the output folder's lock (one run at a time, `guards.writer_lock`)
+and, per model name, that the folder holds no run with other settings
+(`guards.check_identity`); the weights' content digest is checked as soon as
+they have loaded, before that model's first file is written. A refused run
+leaves the folder as it was.
+
 Multi-host: every process reads the task's examples (they are cheap; every
 process checks the data fingerprints agree) and runs the engine on its share of
 each chunk (`distributed.host_share`: SeqIO's `ShardInfo(index=process_index,
@@ -43,6 +51,7 @@ import importlib.metadata
 import logging
 import os
 import pathlib
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,8 +61,8 @@ from etils import epath
 
 from jaxrobust.analysis.metrics import INVALID_LABEL
 from jaxrobust.evaluation import examples as examples_lib
+from jaxrobust.evaluation import guards, resume
 from jaxrobust.evaluation import options as options_lib
-from jaxrobust.evaluation import resume
 from jaxrobust.evaluation.options import EvalOptions
 from jaxrobust.inference.loading import ModelSpec
 from jaxrobust.models import prompts
@@ -70,14 +79,35 @@ log = logging.getLogger(__name__)
 
 
 def build_engine(spec: ModelSpec, options: EvalOptions):
-    """The engine on the model `spec` names (`inference.load_model`), sized by `options`."""
+    """The engine on the model `spec` names (`inference.load_model`), sized by `options`,
+    and the weights' content digest (`LoadedModel.weights_digest`)."""
     from jaxrobust import inference
+
+    model = inference.load_model(spec, make_mesh(options))
+    engine = model.engine(batch_size=options.batch_size, max_input_len=options.max_input_len)
+    return engine, model.weights_digest
+
+
+def make_mesh(options: EvalOptions):
+    """The evaluation mesh; its data axis must divide the batch (checked here, before a
+    model loads, naming the settings)."""
+    import jax
+
     from jaxrobust.parallel import partitioning
 
-    mesh = partitioning.make_mesh(data=-1, model=options.model_parallel)
-    return inference.load_model(spec, mesh).engine(
-        batch_size=options.batch_size, max_input_len=options.max_input_len
-    )
+    devices = jax.device_count()
+    if devices % options.model_parallel:
+        raise ValueError(
+            f"MODEL_PARALLEL={options.model_parallel} does not divide the {devices} devices"
+        )
+    data, processes = devices // options.model_parallel, jax.process_count()
+    if options.batch_size % data or options.batch_size % processes:
+        raise ValueError(
+            f"BATCH_SIZE={options.batch_size} must be a multiple of the mesh's data axis "
+            f"({data} = {devices} devices / MODEL_PARALLEL {options.model_parallel}) and of "
+            f"the process count ({processes})"
+        )
+    return partitioning.make_mesh(data=-1, model=options.model_parallel)
 
 
 def load_soft_prompt(spec: ModelSpec) -> tuple[np.ndarray | None, str]:
@@ -134,9 +164,20 @@ def make_scorer(
             if not ex["options"]:
                 raise ValueError(
                     f"template {ex['template_id']!r} ({ex['dataset']}) renders no answer "
-                    "options; rank classification needs them"
+                    f"options for example {ex['example_id']!r}; rank classification needs them"
                 )
-        results = engine.rank_classify(inputs, [ex["options"] for ex in mine], **kwargs)
+        try:
+            results = engine.rank_classify(inputs, [ex["options"] for ex in mine], **kwargs)
+        except ValueError as e:
+            # The engine counts this host's share ("example 3: ..."); name the example.
+            m = re.match(r"example (\d+): (.*)", str(e), re.S)
+            if not m or int(m[1]) >= len(mine):
+                raise
+            ex = mine[int(m[1])]
+            raise ValueError(
+                f"template {ex['template_id']!r} ({ex['dataset']}), example "
+                f"{ex['example_id']!r}: {m[2]}"
+            ) from e
         local = [_to_record(ex, r) for ex, r in zip(mine, results, strict=True)]
         pooled = None
         if options.record_pooled:
@@ -200,12 +241,21 @@ def run(
 
     Returns:
       model name -> task -> 'skipped' / 'resumed' / 'written'.
+
+    Raises:
+      ValueError: a setting out of range, a task without examples.
+      files.LockedError: another run holds the output folder.
+      guards.RunIdentityError: the folder holds a model name evaluated otherwise.
+      guards.NonFiniteScoreError: a NaN or infinite score.
     """
     for module in task_modules:
         importlib.import_module(module)
     out = epath.Path(output_dir)
+    make_mesh(options)  # The batch against the mesh, before anything loads.
     tasks = examples_lib.resolve_tasks(mixtures)
+    splits = {t: examples_lib.task_split(t, options) for t in tasks}
     examples = {t: examples_lib.task_examples(t, options) for t in tasks}
+    examples_lib.check_not_empty(examples, splits, options)
     fingerprints = {t: examples_lib.data_fingerprint(ex) for t, ex in examples.items()}
     examples_lib.check_same_data(fingerprints)
     rank, count = distributed.process()
@@ -217,7 +267,63 @@ def run(
         rank,
         count,
     )
+    with guards.writer_lock(out, "eval"):
+        return _run_locked(
+            models,
+            tasks,
+            splits,
+            examples,
+            fingerprints,
+            out,
+            options,
+            gin_config,
+            prefix_embeddings,
+        )
+
+
+def _soft_prompt(spec: ModelSpec, prefix_embeddings: np.ndarray | None):
+    if prefix_embeddings is None:
+        return load_soft_prompt(spec)
+    raw = np.ascontiguousarray(prefix_embeddings, np.float32).tobytes()
+    return np.asarray(prefix_embeddings), hashlib.sha256(raw).hexdigest()
+
+
+def _wanted(config: dict, splits: dict[str, str], options: EvalOptions) -> Callable[[str], dict]:
+    """task -> the config this run gives a file of that task (for `guards.check_identity`):
+    its resolved split; no weights digest (not loaded yet)."""
+    from jaxrobust.tasks import registry
+
+    base = {k: v for k, v in config.items() if k not in ("split", "weights_digest")}
+
+    def wanted(task: str) -> dict:
+        if task in splits:
+            return {**base, "split": splits[task]}
+        try:  # A task of an earlier run: compare the split this run would use for it.
+            return {**base, "split": registry.split_for(task, options.split)}
+        except (KeyError, ValueError):
+            return base
+
+    return wanted
+
+
+def _run_locked(models, tasks, splits, examples, fingerprints, out, options, gin_config, prefix):
     writer0 = distributed.is_writer()
+    # ------------------------------------------------ every model's identity, up front
+    plans = []
+    for spec in models:
+        soft, sha = _soft_prompt(spec, prefix)
+        config = options_lib.result_config(spec, options, sha)
+        model_dir = records.model_dir(out, spec.name)
+
+        def check(spec=spec, config=config, model_dir=model_dir) -> str | None:
+            held = guards.held_headers(model_dir)
+            guards.check_identity(spec.name, model_dir, held, _wanted(config, splits, options))
+            guards.check_model_json(model_dir / "model.json", dataclasses.asdict(spec), bool(held))
+            return guards.held_weights(spec.name, model_dir, held)
+
+        held_digest = guards.from_writer(guards.on_writer(check))
+        plans.append((spec, soft, config, model_dir, held_digest))
+
     started = datetime.datetime.now(datetime.timezone.utc)
     meta = {
         "started": started.isoformat(),
@@ -225,6 +331,7 @@ def run(
         "git_commit": _git_commit(),
         "gin_config": gin_config,
         "options": dataclasses.asdict(options),
+        "splits": splits,
         "data_fingerprints": fingerprints,
         "models": {},
     }
@@ -232,36 +339,43 @@ def run(
     statuses: dict[str, dict[str, str]] = {}
     total = sum(len(ex) for ex in examples.values()) * len(models)
     progress = resume.Progress(total, enabled=options.progress and writer0)
-    for spec in models:
-        if prefix_embeddings is not None:
-            soft, sha = (
-                np.asarray(prefix_embeddings),
-                hashlib.sha256(
-                    np.ascontiguousarray(prefix_embeddings, np.float32).tobytes()
-                ).hexdigest(),
-            )
-        else:
-            soft, sha = load_soft_prompt(spec)
-        config = options_lib.result_config(spec, options, sha)
-        meta["models"][spec.name] = {"spec": dataclasses.asdict(spec), "result_config": config}
+    for spec, soft, config, model_dir, held_digest in plans:
+
+        def header(task: str, digest: str | None, config=config) -> dict:
+            per_task = {**config, "split": splits[task], "weights_digest": digest}
+            return options_lib.file_header(task, examples[task], fingerprints[task], per_task)
+
+        paths = {t: records.records_path(out, spec.name, t) for t in tasks}
+        # Complete files are found without loading the model: the weights they name are
+        # the folder's (every held file names the same; `guards.check_identity`).
+        done = held_digest is not None and all(
+            resume.is_complete(paths[t], header(t, held_digest)) for t in tasks
+        )
+        digest, score = held_digest, None
+        if not done:
+            engine, digest = build_engine(spec, options)
+            # Every process knows both digests: all refuse together.
+            guards.check_weights(spec.name, model_dir, held_digest, digest)
+            score = make_scorer(engine, options, soft)
+        # ------------------------------------------- accepted: the first writes
+        meta["models"][spec.name] = {
+            "spec": dataclasses.asdict(spec),
+            "result_config": {**config, "weights_digest": digest},
+        }
         if writer0:
-            files.write_json(
-                records.model_dir(out, spec.name) / "model.json", dataclasses.asdict(spec)
-            )
+            spec_json = dataclasses.asdict(spec)
+            if guards.check_model_json(model_dir / "model.json", spec_json, has_records=False):
+                files.write_json(model_dir / "model.json", spec_json)
             files.write_json(run_path, meta)
-        engine, score = None, None
         statuses[spec.name] = {}
         for task in tasks:
-            ex = examples[task]
-            if not ex:
-                raise ValueError(f"task {task!r} has no examples in split {options.split!r}")
-            header = options_lib.file_header(task, ex, fingerprints[task], config)
-            path = records.records_path(out, spec.name, task)
-            if engine is None and not resume.is_complete(path, header):
-                engine = build_engine(spec, options)  # Only when something is left to do.
-                score = make_scorer(engine, options, soft)
             statuses[spec.name][task] = resume.evaluate_file(
-                path, header, ex, score or _unreachable, options.chunk_size, progress
+                paths[task],
+                header(task, digest),
+                examples[task],
+                score or _unreachable,
+                options.chunk_size,
+                progress,
             )
         meta["models"][spec.name]["files"] = statuses[spec.name]
         if writer0:

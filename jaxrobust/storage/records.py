@@ -38,9 +38,10 @@ from jaxrobust.storage import files
 FORMAT_VERSION = 1
 # What the lines say: the header's fields and `config`, a record's fields. Bumped
 # when a field is added, removed or changes meaning. Files written before headers
-# carried it are schema 1 (`read_records` reads them so, and a re-run takes such a
-# complete file as its own).
-SCHEMA_VERSION = 1
+# carried it are schema 1 (`read_records` reads them so). Schema 2: `config` names
+# the weights by content (`weights_digest`) and `split` is the task's resolved split.
+# A re-run refuses a complete file of another schema (its header differs), naming it.
+SCHEMA_VERSION = 2
 RECORDS_DIR = "records"
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,26 @@ def read_records(path: str | os.PathLike) -> RecordFile:
     return RecordFile(path, header, records, pooled)
 
 
+def _header_difference(old: bytes, new: bytes) -> str:
+    """The header fields (and config fields) that differ, e.g. 'data_fingerprint, config.limit'."""
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except ValueError:
+        return "its first line is no header"
+    if not isinstance(a, dict):
+        return "its first line is no header"
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) == b.get(k):
+            continue
+        if k == "config" and isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            ca, cb = a[k], b[k]
+            out += [f"config.{c}" for c in sorted(set(ca) | set(cb)) if ca.get(c) != cb.get(c)]
+        else:
+            out.append(k)
+    return ", ".join(out) + " differ"
+
+
 class PartialWriter:
     """Appends committed chunks to `<final>.partial`; `finish` renames it into place.
 
@@ -184,14 +205,25 @@ class PartialWriter:
             self.f.sync()
 
     def _committed_prefix(self, header_line: bytes, chunk_size: int) -> tuple[int, int]:
-        """(bytes, records) of the partial file up to its last chunk line; (0, 0) = restart."""
+        """(bytes, records) of the partial file up to its last chunk line; (0, 0) = restart.
+
+        The chunk size is not part of a file's identity: committed records do not
+        depend on it, so they are kept when it changed (logged; the file's chunk
+        lines then follow both sizes). A header that differs restarts the file,
+        with a warning naming what differs.
+        """
         if not self.partial.exists():
             return 0, 0
         data = self.partial.read_bytes()
         if not data.startswith(header_line):
-            log.warning("%s: made with other settings or data; starting it again", self.partial)
+            log.warning(
+                "%s: made with other settings or data (%s); its records are dropped and it "
+                "starts again",
+                self.partial,
+                _header_difference(data.split(b"\n", 1)[0], header_line),
+            )
             return 0, 0
-        offset, n, committed = len(header_line), 0, (len(header_line), 0)
+        offset, n, committed, ends = len(header_line), 0, (len(header_line), 0), []
         for raw in data[offset:].split(b"\n")[:-1]:  # The last piece has no newline yet.
             offset += len(raw) + 1
             try:
@@ -202,10 +234,16 @@ class PartialWriter:
                 n += 1
             elif obj.get("kind") == "chunk" and obj.get("end") == n:
                 committed = (offset, n)
-        if committed[1] % chunk_size and committed[1] != 0:
-            # Chunk boundaries moved (chunk_size changed): a resumed file would not
-            # equal an uninterrupted one; start again.
-            return 0, 0
+                ends.append(n)
+        if ends and ends[0] != chunk_size:
+            log.info(
+                "%s: keeps its %d committed records, written in chunks of %d; goes on in chunks "
+                "of %d (its chunk lines differ from an uninterrupted run's, its records do not)",
+                self.partial,
+                committed[1],
+                ends[0],
+                chunk_size,
+            )
         return committed
 
     def append_chunk(self, records: list[dict], pooled_sum: np.ndarray | None) -> None:
