@@ -4,7 +4,8 @@
 files bind (`gin_configs/runs/eval.gin`); `ModelSpec` is the model factory's
 (`inference.loading`), re-exported here. Modules: `options` (EvalOptions, record
 headers), `examples` (tasks and their examples), `resume` (one record file brought to
-completion), `runner` (the engine, scoring, the run).
+completion), `guards` (the folder's lock, one run per model name, finite scores),
+`runner` (the engine, scoring, the run).
 """
 
 from jaxrobust.evaluation.examples import (  # noqa: F401

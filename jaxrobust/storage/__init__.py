@@ -1,2 +1,2 @@
-"""Storage: the file layer (`files`: atomic writes, local or object stores) and the record
-file format (`records`)."""
+"""Storage: the file layer (`files`: atomic writes and folder locks, local or object
+stores) and the record file format (`records`)."""
