@@ -151,6 +151,35 @@ def test_crash_then_resume_equals_uninterrupted(tmp_path):
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
 
 
+def test_disk_full_mid_file_then_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    """ENOSPC while a chunk is made durable: the run stops with the OS error, the
+    committed chunks stay, and a re-run with space again ends byte-identical."""
+    import errno
+
+    from jaxrobust.storage import files
+
+    ref = tmp_path / "ref.jsonl"
+    evaluation.evaluate_file(ref, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    syncs, real_sync = [0], files.AppendFile.sync
+
+    def full_disk(self):
+        syncs[0] += 1
+        if syncs[0] == 3:  # header + first chunk are durable; the second chunk is not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_sync(self)
+
+    monkeypatch.setattr(files.AppendFile, "sync", full_disk)
+    path = tmp_path / "d.jsonl"
+    with pytest.raises(OSError, match="No space left"):
+        evaluation.evaluate_file(path, _header(10), EXAMPLES, _fake_scorer()[0], 4)
+    assert not path.exists()
+    monkeypatch.setattr(files.AppendFile, "sync", real_sync)
+    score, calls = _fake_scorer()
+    assert evaluation.evaluate_file(path, _header(10), EXAMPLES, score, 4) == "resumed"
+    assert sum(calls) < len(EXAMPLES)  # committed work was kept
+    assert path.read_bytes() == ref.read_bytes()
+
+
 def test_partial_from_other_settings_restarts_saying_what_differs(tmp_path, caplog):
     path = tmp_path / "c.jsonl"
     with pytest.raises(RuntimeError):
