@@ -35,9 +35,10 @@ Model adapters come from the config's family (`inference.families.for_config`):
 `inference.llama.LlamaAdapter` (prompt + option tokenised together, each prompt
 shared by its options in one packed pass; its docstring says why). An adapter
 supplies text -> ids (`encode_prompt`, `cut`, `encode_rank`), batch layouts
-(`input_batch`, `rank_batch`) and jittable functions (`functions()`: 'standard',
-'standard_mean', 'sun', 'pool'; `prompted_functions()`: those taking a soft
-prompt; `generate_fn(n)`). The family also gives the parameters' logical axes.
+(`input_batch`, `rank_batch`), any mode-specific jittable function (`functions()`,
+e.g. T5's and LLaMA's 'sun') and `generate_fn(n)`. The family gives the scorers every
+model has ('standard', 'standard_mean' and 'pool', with or without a soft prompt,
+`Engine._functions`) and the parameters' logical axes.
 
 Prompt formats: `Engine(prompt_format=...)` wraps every input (the rendered
 instruction) in a `prompt_formats` format before tokenising, e.g. Alpaca's
@@ -300,7 +301,7 @@ class Engine:
         buckets = [length_buckets, self.option_count_buckets, self.option_len_buckets]
         order, steps = self._plan(sizes, buckets)
         name = "standard_mean" if (mode == "standard" and average) else mode
-        fn, prompt = self.adapter.functions()[name], None
+        fn, prompt = self._functions()[name], None
         if prefix_embeddings is not None:
             fn, prompt = self._prompted(name, prefix_embeddings)
             name += "+prompt"
@@ -326,14 +327,35 @@ class Engine:
                 )
         return results  # type: ignore[return-value]
 
+    def _functions(self) -> dict[str, Callable]:
+        """Jittable `(params, batch)` functions by mode: the family's scorers, plus the
+        adapter's mode-specific ones (e.g. 'sun')."""
+        cfg, fam = self.config, self.family
+        return {
+            "standard": lambda p, b: fam.option_log_likelihoods(cfg, p, b),
+            "standard_mean": lambda p, b: fam.option_log_likelihoods(cfg, p, b, average=True),
+            "pool": lambda p, b: fam.pooled_states(cfg, p, b),
+            **self.adapter.functions(),
+        }
+
+    def _prompted_functions(self) -> dict[str, Callable]:
+        """The family's scorers taking a soft prompt `[P, D]` as a third (traced) argument."""
+        cfg, fam = self.config, self.family
+        return {
+            "standard": lambda p, b, prompt: fam.option_log_likelihoods(cfg, p, b, prompt),
+            "standard_mean": lambda p, b, prompt: fam.option_log_likelihoods(
+                cfg, p, b, prompt, average=True
+            ),
+        }
+
     def _prompted(self, name: str, prompt) -> tuple[Callable, jax.Array]:
         """(the adapter's `name` function taking a soft prompt, the prompt `[P, D]` on device)."""
         prompt = np.asarray(prompt, np.float32)
-        fns = self.adapter.prompted_functions()
+        fns = self._prompted_functions()
         if name not in fns:
             raise NotImplementedError(
                 f"soft prompts are scored in 'standard' mode only (asked for {name!r}; "
-                f"{type(self.adapter).__name__} takes a prompt in {sorted(fns)})"
+                f"a prompt is taken in {sorted(fns)})"
             )
         if prompt.ndim != 2 or prompt.shape[1] != self.config.emb_dim:
             raise ValueError(
@@ -389,7 +411,7 @@ class Engine:
         enc = [self.encode_input(x, self.max_input_len) for x in inputs]
         order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
         out = np.zeros((len(inputs), self.config.emb_dim), np.float32)
-        fn = self.adapter.functions()["pool"]
+        fn = self._functions()["pool"]
         for k, (s,) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
             local = self.adapter.input_batch([enc[i][0] for i in idx], s, self.local_batch)

@@ -354,23 +354,9 @@ class LlamaAdapter:
     # -- jittable functions ---------------------------------------------------
 
     def functions(self) -> dict[str, Callable]:
+        """Mode-specific jittable functions; the engine adds the family's scorers."""
         cfg = self.config
-        return {
-            "standard": lambda p, b: option_log_likelihoods(cfg, p, b),
-            "standard_mean": lambda p, b: option_log_likelihoods(cfg, p, b, average=True),
-            "sun": lambda p, b: sun_option_scores(cfg, p, b),
-            "pool": lambda p, b: pooled_states(cfg, p, b),
-        }
-
-    def prompted_functions(self) -> dict[str, Callable]:
-        """The scorers that take a soft prompt `[P, D]` as a third (traced) argument."""
-        cfg = self.config
-        return {
-            "standard": lambda p, b, prompt: option_log_likelihoods(cfg, p, b, prompt),
-            "standard_mean": lambda p, b, prompt: option_log_likelihoods(
-                cfg, p, b, prompt, average=True
-            ),
-        }
+        return {"sun": lambda p, b: sun_option_scores(cfg, p, b)}
 
     def generate_fn(self, max_new_tokens: int) -> Callable:
         cfg = self.config
