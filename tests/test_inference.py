@@ -280,25 +280,35 @@ def test_truncation_keeps_instruction_options_and_cue(tiny):
 
 
 def test_sun_mode_hand_example(tiny):
-    """Scores read off the greedy decode's logits (HF `generate`), first min-length tokens."""
+    """Scores read off the greedy decode's logits (HF `generate`), first min-length tokens.
+
+    Sun et al.'s option length counts the EOS the T5 tokenizer appends: "ab" is
+    a, b, EOS (3), "abcd" 5, "xyz" 4, so 3 steps are read and step 2 compares
+    EOS ("ab") with "c" ("abcd") and "z" ("xyz").
+    """
     hf, config, params = tiny
     text = INPUTS[0]
-    options = ["ab", "abcd", "xyz"]  # Shortest option: 2 tokens (no EOS in this mode).
+    options = ["ab", "abcd", "xyz"]
     with torch.no_grad():
         gen = hf.generate(
             input_ids=torch.tensor([TOK.encode(text)]),
-            max_new_tokens=2,
+            max_new_tokens=3,
             do_sample=False,
             output_logits=True,
             return_dict_in_generate=True,
         )
     steps = [log_softmax(s[0].numpy()) for s in gen.logits]
-    expected = [sum(steps[t][TOK.encode(o, add_eos=False)[t]] for t in range(2)) for o in options]
+    tokens = [
+        [0x61 + 3, 0x62 + 3, TOK.eos_id],
+        [0x61 + 3, 0x62 + 3, 0x63 + 3],
+        [0x78 + 3, 0x79 + 3, 0x7A + 3],
+    ]
+    expected = [sum(steps[t][tokens[j][t]] for t in range(3)) for j in range(3)]
     r = _engine(config, params).rank_classify([text], [options], mode="sun")[0]
     np.testing.assert_allclose(r.scores, expected, **PARITY_TOL)
-    # "ab" and "abcd" agree on the compared tokens: a tie, broken to the lower index.
-    assert r.scores[0] == r.scores[1]
-    assert r.prediction == (0 if expected[0] >= expected[2] else 2)
+    # Without EOS only 2 steps were read and "ab" tied "abcd"; step 2 now separates them.
+    assert r.scores[0] != r.scores[1]
+    assert r.prediction == int(np.argmax(expected))
     # 512-token truncation at the end, EOS kept.
     long = _engine(config, params, max_input_len=128).encode_input("z" * 600, 512)
     assert long[1] and len(long[0]) == 512 and long[0][-1] == TOK.eos_id

@@ -235,25 +235,32 @@ def test_mesh_2x4_matches_one_device(tiny):
 
 
 def test_sun_mode_reads_the_greedy_logits(tiny):
-    """Sun et al.'s scores: option tokens' log-probs under HF `generate`'s logits."""
+    """Sun et al.'s scores: option tokens' log-probs under HF `generate`'s logits.
+
+    As their Alpaca rule: each option tokenised ALONE (BOS dropped, no EOS), n =
+    the shortest option's token count, n greedy steps read.
+    """
     hf, hf_tok, tok, config, params = tiny
     prompt = INSTRUCTIONS[1]
-    options = ["yes", "no", "yes indeed"]  # In-context tokens; the shortest has 1.
+    options = ["yes indeed", "the answer is yes", "not no"]
+    alone = [_ids(hf_tok, o) for o in options]
+    n = min(len(a) for a in alone)
+    assert n >= 2 and len({len(a) for a in alone}) > 1  # Mixed lengths, several steps.
     ids = [tok.bos_id] + _ids(hf_tok, prompt)
     with torch.no_grad():
         gen = hf.generate(
             input_ids=torch.tensor([ids]),
-            max_new_tokens=1,
+            max_new_tokens=n,
             do_sample=False,
             output_logits=True,
             return_dict_in_generate=True,
             pad_token_id=tok.eos_id,
         )
-    step0 = log_softmax(gen.logits[0][0].numpy())
-    expected = [step0[_ids(hf_tok, prompt + " " + o)[len(ids) - 1]] for o in options]
+    steps = [log_softmax(s[0].numpy()) for s in gen.logits]
+    expected = [sum(steps[t][a[t]] for t in range(n)) for a in alone]
     r = _engine(config, params, tok).rank_classify([prompt], [options], mode="sun")[0]
     np.testing.assert_allclose(r.scores, expected, **PARITY_TOL)
-    assert r.scores[0] == r.scores[2]  # Same first token: a tie, broken to the lower index.
+    assert r.prediction == int(np.argmax(expected))
 
 
 def test_scorer_is_differentiable_and_prefix_equals_prepended_tokens(tiny):

@@ -13,12 +13,22 @@ Scoring modes of `Engine.rank_classify`:
 - `"standard"` (default): the teacher-forced log-likelihood of each option's
   tokens (EOS included for T5) given the input.
 - `"sun"`: a reproduction of Sun et al. (2023, "Evaluating the Zero-shot
-  Robustness of Instruction-tuned Language Models"): inputs cut to 512 tokens
-  at the end (as HF `truncation=True` does, EOS kept); option scores read from
-  the distributions of a *greedy* decode, summed over the first
-  min-option-length tokens (option tokens without EOS). We sum log-probs where
-  they sum logits: over the same steps for every option the per-step
-  normaliser is shared, so the ranking is the same.
+  Robustness of Instruction-tuned Language Models"; the rule of their
+  `inference_modules.py` and `metrics.py`, jiudingsun01/InstructionEval). The
+  full input (a `Truncatable` is rendered whole) is cut from the right at
+  `sun_max_input_len` = 512 tokens, as their HF tokenizer call with
+  `truncation=True` does (T5: the first 511 tokens and EOS; LLaMA: BOS and the
+  first 511, which can cut the prompt format's answer cue). Each option is
+  tokenised ALONE as their `tokenizer(label_space)` does: for T5 with the EOS
+  the tokenizer appends, for LLaMA without the BOS they drop (and no EOS, which
+  the LLaMA tokenizer does not add) (`adapter.sun_encode`). n = the shortest
+  option's length, capped at their `max_new_tokens=32`; an option's score sums
+  the log-probabilities of its first n tokens under the distributions of the
+  *greedy* decode's first n steps. They multiply softmax probabilities; the
+  log of that product is our sum, so the ranking is the same. One difference
+  we do not copy: HF `generate` stops once every row of *their* batch has
+  emitted EOS, and then fewer than n steps are read (their batches are not
+  ours); we always read n steps.
 - `"ni"`: a reproduction of Ni et al.'s exact-match scoring: greedy generation,
   then the prediction is the option whose normalised text equals the output
   (`generation.match_option(..., letters=False)`), else `generation.NO_MATCH`.
@@ -73,6 +83,10 @@ class RankResult:
     probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni").
     truncated: bool  # The input was shortened to fit.
     generated: str | None = None  # The generated text ("ni" mode).
+
+
+# Sun et al.'s `generate(max_new_tokens=32)`: no option token past step 32 is read.
+SUN_MAX_NEW_TOKENS = 32
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -277,14 +291,15 @@ class Engine:
         if mode not in ("standard", "sun"):
             raise ValueError(f"unknown mode {mode!r}; expected 'standard', 'sun' or 'ni'")
         max_len = self.sun_max_input_len if mode == "sun" else self.max_input_len
-        # Sun et al. compare option tokens without EOS; standard scores EOS too (T5).
-        add_eos = mode == "standard"
         enc, opt_ids = [], []
         for i, (x, opts) in enumerate(zip(inputs, options, strict=True)):
             if not opts:
                 raise ValueError(f"example {i}: empty option list")
-            text, truncated = self.render_input(x, max_len)
-            ids, conts = self.adapter.encode_rank(text, opts, add_eos)
+            if mode == "sun":
+                ids, conts, truncated = self._sun_encode(x, opts)
+            else:
+                text, truncated = self.render_input(x, max_len)
+                ids, conts = self.adapter.encode_rank(text, opts, True)  # T5 scores EOS.
             if any(len(c) == 0 for c in conts):
                 raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
             if len(ids) > max_len:
@@ -326,6 +341,20 @@ class Engine:
                     truncated=enc[i][1],
                 )
         return results  # type: ignore[return-value]
+
+    def _sun_encode(self, x: str | Truncatable, opts: Sequence[str]):
+        """(input ids, option ids cut to the n steps read, truncated) for mode 'sun'."""
+        if not hasattr(self.adapter, "sun_encode"):
+            raise NotImplementedError(
+                f"mode 'sun' needs the adapter's sun_encode; the {self.family.name!r} "
+                "family's adapter has none"
+            )
+        fmt = self.prompt_format
+        text = fmt.apply(x.render(x.num_words) if isinstance(x, Truncatable) else x)
+        ids, conts, truncated = self.adapter.sun_encode(text, opts, self.sun_max_input_len)
+        # Only the first n tokens are read (n: the shortest option, at most 32 steps).
+        n = min(min(len(c) for c in conts), SUN_MAX_NEW_TOKENS)
+        return ids, [c[:n] for c in conts], truncated
 
     def _functions(self) -> dict[str, Callable]:
         """Jittable `(params, batch)` functions by mode: the family's scorers, plus the

@@ -330,6 +330,22 @@ class LlamaAdapter:
                 raise ValueError(f"option {opt!r} adds no tokens after prompt {text[-80:]!r}")
         return prompt[:boundary], continuations
 
+    def sun_encode(self, text: str, options: Sequence[str], max_len: int):
+        """Sun et al.'s (input ids, option ids, truncated) (`inference.engine`, mode 'sun').
+
+        As their HF LLaMA tokenizer calls: the prompt (BOS + text) cut from the
+        RIGHT to its first `max_len` tokens (`truncation=True`; the answer cue
+        at the end can be lost, as there); each option tokenised ALONE (not in
+        context), without the BOS they drop and without EOS.
+        """
+        ids = self.encode_prompt(text)
+        truncated = len(ids) > max_len
+        return (
+            ids[:max_len],
+            [self.tokenizer.encode(o, add_eos=False) for o in options],
+            truncated,
+        )
+
     # -- batches --------------------------------------------------------------
 
     def input_batch(self, inputs: Sequence[list[int]], s: int, rows: int) -> dict[str, np.ndarray]:

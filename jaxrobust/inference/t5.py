@@ -130,6 +130,19 @@ class T5Adapter:
             self.tokenizer.encode(o, add_eos=add_eos) for o in options
         ]
 
+    def sun_encode(self, text: str, options: Sequence[str], max_len: int):
+        """Sun et al.'s (input ids, option ids, truncated) (`inference.engine`, mode 'sun').
+
+        As their HF T5 tokenizer call: the input cut to its first `max_len - 1`
+        tokens and EOS (`truncation=True`); each option tokenised alone WITH the
+        EOS the tokenizer appends (their option length counts it).
+        """
+        ids = self.encode_prompt(text)
+        truncated = len(ids) > max_len
+        if truncated:
+            ids = self.cut(ids, max_len)
+        return ids, [self.tokenizer.encode(o, add_eos=True) for o in options], truncated
+
     def input_batch(self, inputs, s: int, rows: int) -> dict[str, np.ndarray]:
         return {"inputs": self.rank_batch(inputs, [], s, 1, 1, rows)["inputs"]}
 
