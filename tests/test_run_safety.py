@@ -127,16 +127,16 @@ def test_new_weights_at_the_same_path_are_refused(tmp_path):
     directory are another run, though every setting (the path too) is the same."""
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
     _save_tiny_t5(ckpt, seed=0)
-    assert run_eval(out, f"CHECKPOINT_DIR='{ckpt}'", tasks=("o1",)) == 0
+    assert run_eval(out, f"TINY_CHECKPOINT='{ckpt}'", tasks=("o1",)) == 0
     header = records.read_records(out / "records/tiny-t5/jr__toyqa__qa__toyqa_o1.jsonl").header
     held = header["config"]["weights_digest"]
     assert held.startswith("sha256:")
     # Same weights, new template: accepted.
-    assert run_eval(out, f"CHECKPOINT_DIR='{ckpt}'", tasks=("o2",)) == 0
+    assert run_eval(out, f"TINY_CHECKPOINT='{ckpt}'", tasks=("o2",)) == 0
     before = snapshot(out)
     _save_tiny_t5(ckpt, seed=1)  # New weights, same path.
     with pytest.raises(guards.RunIdentityError) as e:
-        run_eval(out, f"CHECKPOINT_DIR='{ckpt}'", tasks=("u1",))
+        run_eval(out, f"TINY_CHECKPOINT='{ckpt}'", tasks=("u1",))
     assert f"weights_digest {held!r} there, 'sha256:" in str(e.value)
     assert snapshot(out) == before
 

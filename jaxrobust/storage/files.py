@@ -15,7 +15,15 @@ through here, so a reader never sees half a file:
 
 Paths go through `etils.epath` (the file-system layer SeqIO and Orbax use), so
 they may be `gs://` buckets (backed by `tf.io.gfile`, or `gcsfs` when
-TensorFlow is absent). Object stores cannot append or rename atomically: there
+TensorFlow is absent). `path()` is the one constructor (local paths made
+absolute, URLs kept as they are: `pathlib.Path('gs://b/x').absolute()` would
+be the local `./gs:/b/x`). This module also registers fsspec's in-memory
+store, `memory://`, with epath: an object store with no server, on which the
+tests run whole evaluations and trainings (`tests/test_storage.py`). Readers
+that need a local file name (an HF tokenizer directory, a PyTorch `.bin`)
+get a local copy of an object (`local_copy`); `upload_tree` copies a local
+directory onto a store (Orbax checkpoints staged locally, see
+`training/trainer.py`). Object stores cannot append or rename atomically: there
 an `AppendFile` is kept in memory and rewritten whole at each sync (a resume
 after a preemption still finds every synced chunk), and a rename is a
 server-side copy then a delete. The final object therefore appears whole or
@@ -51,6 +59,101 @@ log = logging.getLogger(__name__)
 def is_local(path: PathLike) -> bool:
     """A path on a local file system (append, fsync and atomic rename work)."""
     return "://" not in os.fspath(path)
+
+
+def path(p: PathLike) -> epath.Path:
+    """`p` as an `epath.Path`: a local path made absolute, a URL (`gs://`, `memory://`)
+    as it is."""
+    if is_local(p):
+        return epath.Path(os.path.abspath(os.fspath(p)))
+    return epath.Path(os.fspath(p))
+
+
+def _register_memory_store() -> None:
+    """Makes `epath.Path('memory://...')` fsspec's in-memory file system (etils knows
+    gs, s3, az and hf only; its fsspec backend sends every other URL to the local disk)."""
+    if "memory://" in epath.register._URI_PREFIXES_TO_CLS:  # noqa: SLF001
+        return
+    import fsspec
+    from etils.epath import backend as backend_lib
+    from etils.epath import gpath
+
+    class MemoryBackend(backend_lib._FileSystemSpecBackend):  # noqa: SLF001
+        def fs(self, path):
+            return fsspec.filesystem("memory")
+
+    backend = MemoryBackend()
+
+    class MemoryPath(gpath.PosixGPath):
+        def __new__(cls, *parts):
+            full = "/".join(os.fspath(p) for p in parts)
+            if full.startswith("memory://"):
+                full = "/memory/" + full[len("memory://") :]
+            return super().__new__(cls, full)
+
+        @property
+        def _uri_scheme(self):
+            return "memory" if self.parts[:2] == ("/", "memory") else None
+
+        @property
+        def _backend(self):
+            return backend if self._uri_scheme else backend_lib.os_backend
+
+    epath.register_path_cls("memory://")(MemoryPath)
+
+
+_register_memory_store()
+
+
+@contextlib.contextmanager
+def local_copy(p: PathLike, names: tuple[str, ...] | None = None) -> Iterator[pathlib.Path]:
+    """A local path holding `p`'s contents, for readers that take local file names.
+
+    A local `p` is given as it is. An object (or a folder of objects: its files,
+    or only `names` of them, not its subfolders) is copied into a temporary
+    folder that is removed when the `with` ends.
+    """
+    if is_local(p):
+        yield pathlib.Path(p)
+        return
+    src = path(p)
+    with tempfile.TemporaryDirectory(prefix="jaxrobust-") as scratch:
+        dst = pathlib.Path(scratch) / src.name
+        if src.is_dir():
+            dst.mkdir()
+            for child in src.iterdir():
+                if (names is None or child.name in names) and not child.is_dir():
+                    (dst / child.name).write_bytes(child.read_bytes())
+        elif src.exists():
+            dst.write_bytes(src.read_bytes())
+        yield dst
+
+
+def upload_tree(local: PathLike, dst: PathLike, last: tuple[str, ...] = ()) -> None:
+    """Copies a local folder onto `dst` (any store), file by file, each whole; files
+    named in `last` (commit markers) are copied after every other."""
+    local, dst = pathlib.Path(local), path(dst)
+    later = []
+    for item in sorted(local.rglob("*")):
+        if item.is_dir():
+            continue
+        if item.name in last:
+            later.append(item)
+            continue
+        write_atomic(dst / item.relative_to(local).as_posix(), item.read_bytes())
+    for item in later:
+        write_atomic(dst / item.relative_to(local).as_posix(), item.read_bytes())
+
+
+def download_tree(src: PathLike, local: PathLike) -> None:
+    """Copies `src`'s files (any store, subfolders too) into the local folder `local`."""
+    src, local = path(src), pathlib.Path(local)
+    local.mkdir(parents=True, exist_ok=True)
+    for item in sorted(src.iterdir()):
+        if item.is_dir():
+            download_tree(item, local / item.name)
+        else:
+            (local / item.name).write_bytes(item.read_bytes())
 
 
 def write_atomic(path: PathLike, data: bytes | str) -> None:
