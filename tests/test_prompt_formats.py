@@ -36,6 +36,13 @@ EXPECTED = {
         "The <e1>fire</e1> was caused by a <e2>spark</e2>. ASSISTANT:",
         VICUNA_SYSTEM + " USER: Classify the relation between {e1} and {e2}. ASSISTANT:",
     ),
+    "chinese_alpaca_2": (
+        "[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n"
+        "Classify the relation between {e1} and {e2}.\n\n"
+        "The <e1>fire</e1> was caused by a <e2>spark</e2>. [/INST]",
+        "[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n"
+        "Classify the relation between {e1} and {e2}. [/INST]",
+    ),
     "none": (
         "Classify the relation between {e1} and {e2}.\n\n"
         "The <e1>fire</e1> was caused by a <e2>spark</e2>.",

@@ -16,6 +16,11 @@ after the format's last character. Exact strings, and where each was checked:
   the training string.
 * ``wizardlm_13b_v1.2``: nlpxucan/WizardLM `WizardLM/src/infer_wizardlm13b.py`,
   Vicuna's string with the prompt between ``USER:`` and ``ASSISTANT:``.
+* ``chinese_alpaca_2``: ymcui/Chinese-LLaMA-Alpaca-2
+  `scripts/inference/inference_hf.py` (`TEMPLATE` with its
+  `DEFAULT_SYSTEM_PROMPT`): the Llama-2-chat layout ``[INST] <<SYS>>\n{system}
+  \n<</SYS>>\n\n{instruction} [/INST]``, system prompt "You are a helpful
+  assistant. 你是一个乐于助人的助手。".
 * ``none``: the instruction as it is.
 
 Only Alpaca's format has a slot for an input. Elsewhere a non-empty input is
@@ -47,6 +52,8 @@ _VICUNA_SYSTEM = (
 )
 _VICUNA = _VICUNA_SYSTEM + " USER: {prompt} ASSISTANT:"
 _WIZARDLM_7B = "{prompt}\n\n### Response:"
+_CHINESE_ALPACA_2_SYSTEM = "You are a helpful assistant. 你是一个乐于助人的助手。"
+_LLAMA_2_CHAT = "[INST] <<SYS>>\n" + _CHINESE_ALPACA_2_SYSTEM + "\n<</SYS>>\n\n{prompt} [/INST]"
 # Non-Alpaca formats put instruction and input into their one slot like this.
 _JOINED = "{instruction}\n\n{input}"
 
@@ -93,6 +100,11 @@ FORMATS: dict[str, PromptFormat] = {
     ),
     "wizardlm_13b_v1.2": _single_slot(
         "wizardlm_13b_v1.2", _VICUNA, "nlpxucan/WizardLM WizardLM/src/infer_wizardlm13b.py"
+    ),
+    "chinese_alpaca_2": _single_slot(
+        "chinese_alpaca_2",
+        _LLAMA_2_CHAT,
+        "ymcui/Chinese-LLaMA-Alpaca-2 scripts/inference/inference_hf.py (TEMPLATE)",
     ),
     "none": PromptFormat("none", _JOINED, "{instruction}", "no wrapping"),
 }
