@@ -69,6 +69,7 @@ BOOLQ = registry.TaskSpec(
     sample=BOOLQ_SAMPLE,
     family="boolq",
     adapters={"hf:super_glue/boolq": boolq_to_hf},
+    shortening=registry.Shortening(("passage",)),  # question and options stay whole
 )
 
 # ---------------------------------------------------------------- MMLU
@@ -232,6 +233,7 @@ def observed_boolq() -> tuple[list[tmpl.Template], list[str]]:
             flan,
             task_prefix="boolq_",
             schema="hf:super_glue/boolq",
+            provenance="observed:flan:bool_q",
             source="FLAN BoolQ templates via lm-evaluation-harness @ 4e7e0d47, "
             "lm_eval/tasks/benchmarks/flan/flan_held_in.yaml",
         )

@@ -97,6 +97,24 @@ class Prepared:
 
 
 @dataclasses.dataclass(frozen=True)
+class Shortening:
+    """The record fields a too-long input may lose words of (`input_parts`).
+
+    Everything else a template renders (instruction, question, options, answer
+    cue) is protected: the engine and training never cut it to fit.
+
+    Attributes:
+      fields: record fields (strings) that may be shortened, e.g. ``passage``.
+      keep: (record, field) -> the word window ``(lo, hi)`` of the field's text
+        (split on single spaces) that must survive, e.g. both entity mentions of
+        a sentence; None: nothing (the field keeps its first words).
+    """
+
+    fields: tuple[str, ...]
+    keep: Callable[[dict, str], tuple[int, int]] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """A data set in one answer format.
 
@@ -115,6 +133,8 @@ class TaskSpec:
       eval_split: the data set's standard evaluation split (SemEval 'test',
         BoolQ 'validation'); '' means 'test' when `splits` has it, else the
         last split. `split_for` returns it when no split is asked for.
+      shortening: the fields a too-long input may lose words of; None:
+        nothing may be shortened (MMLU, BIG-bench: question and options whole).
     """
 
     dataset: str
@@ -127,6 +147,7 @@ class TaskSpec:
     family: str = ""
     adapters: Mapping[str, Callable[[dict], dict]] = dataclasses.field(default_factory=dict)
     eval_split: str = ""
+    shortening: Shortening | None = None
 
     def __post_init__(self):
         if self.eval_split and self.eval_split not in self.splits:
@@ -248,9 +269,16 @@ def check_example(
 
 
 def to_features(
-    spec: TaskSpec, template: tmpl.Template, record: dict, *, seed: int = 0, check: bool = False
+    spec: TaskSpec,
+    template: tmpl.Template,
+    record: dict,
+    *,
+    seed: int = 0,
+    check: bool = False,
+    parts: bool = False,
 ) -> dict[str, Any]:
-    """Renders one record into the `FEATURES` dict (Python values)."""
+    """Renders one record into the `FEATURES` dict (Python values); with `parts`,
+    plus ``input_parts`` (`input_parts`)."""
     prepared = spec.prepare(record)
     variables = prepared.variables
     if template.schema:
@@ -290,7 +318,46 @@ def to_features(
         "dataset": spec.dataset,
     }
     check_example(task_name(spec, template), template, prepared, features)
+    if parts:
+        features["input_parts"] = input_parts(spec, template, record, rendered.inputs, seed=seed)
     return features
+
+
+# Marks a shortenable field's place in a render (Unicode private-use characters).
+_MARK = "\ue000{}\ue001"
+_MARK_RE = re.compile("\ue000(\\d+)\ue001")
+
+
+def input_parts(
+    spec: TaskSpec, template: tmpl.Template, record: dict, inputs: str, *, seed: int = 0
+) -> dict:
+    """The rendered `inputs` split into protected and shortenable segments.
+
+    The template is rendered once more with each shortenable field
+    (`spec.shortening`) replaced by a unique mark; the text between marks is
+    protected, each mark's place is the field's text. When that does not give
+    `inputs` back exactly (the template transforms the field, say) nothing is
+    shortenable. Returns `jaxrobust.data.parts.InputParts.as_dict()`.
+    """
+    whole = {"segments": [inputs], "keep": []}
+    shortening = spec.shortening
+    fields = [f for f in (shortening.fields if shortening else ()) if record.get(f)]
+    if not fields:
+        return whole
+    marked = {**record, **{f: _MARK.format(i) for i, f in enumerate(fields)}}
+    try:
+        text = to_features(spec, template, marked, seed=seed, parts=False)["inputs"]
+    except (tmpl.TemplateError, ValueError, KeyError, TypeError):
+        return whole
+    pieces = _MARK_RE.split(text)
+    segments = [record[fields[int(p)]] if i % 2 else p for i, p in enumerate(pieces)]
+    if "".join(segments) != inputs:
+        return whole
+    keep = []
+    for i in range(1, len(pieces), 2):
+        field = fields[int(pieces[i])]
+        keep.append(list(shortening.keep(record, field)) if shortening.keep else [0, 0])
+    return {"segments": segments, "keep": keep}
 
 
 def examples(
@@ -301,11 +368,16 @@ def examples(
     seed: int = 0,
     limit: int | None = None,
     check: bool = False,
+    parts: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Yields feature dicts of one split in file order (reads the data now)."""
+    """Yields feature dicts of one split in file order (reads the data now).
+
+    With `parts`, each also holds ``input_parts`` (`input_parts`): what the
+    engine and training may shorten to fit.
+    """
     records = spec.read(split)
     for record in records[:limit] if limit is not None else records:
-        yield to_features(spec, template, record, seed=seed, check=check)
+        yield to_features(spec, template, record, seed=seed, check=check, parts=parts)
 
 
 def _dataset_fn(spec: TaskSpec, template: tmpl.Template, render_seed: int):
@@ -439,7 +511,12 @@ SPECS: dict[str, TaskSpec] = {}
 
 
 def group_of(template: tmpl.Template) -> str:
-    """The provenance group a template's tasks are mixed under."""
+    """The provenance group a template's tasks are mixed under (format variants, which
+    record a parent: ``variants``)."""
+    if template.parent:
+        return "variants"
+    if template.origin is not None:  # observed:p3:super_glue/boolq is observed_p3
+        return f"{template.kind}_{template.collection}"
     return template.provenance.replace(":", "_")
 
 

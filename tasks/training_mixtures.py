@@ -33,11 +33,16 @@ Sources:
 BoolQ's Flan templates we load (`flan_held_in.yaml`) are FLAN's own, so they
 are observed for FLAN 2021 and Flan 2022; its PromptSource templates are
 observed for T0++ only.
+
+Which template *texts* each mixture held (T0's P3 data sets, Flan's patterns)
+is `jaxrobust.data.tuning` (the report reads it there, without the task
+registry); `observed_by` combines both.
 """
 
 from __future__ import annotations
 
 from jaxrobust.data import templates as tmpl
+from jaxrobust.data import tuning
 
 TRAINED, HELD_OUT, ABSENT, NOT_AUDITED = "trained", "held_out", "absent", "not_audited"
 
@@ -64,16 +69,7 @@ for _model, _row in MIXTURES.items():
     for _dataset in _RE:
         _row[_dataset] = NOT_AUDITED if _model == "flan2022" else ABSENT
 
-
-def dataset_key(dataset: str) -> str:
-    """Maps a task's dataset name (``mmlu_anatomy``, ``bbl_winowhy``) to a table row."""
-    if dataset.startswith("mmlu"):
-        return "mmlu"
-    if dataset.startswith("bbl_"):
-        return "bigbench_lite"
-    if dataset.startswith("fewrel"):
-        return "fewrel"
-    return dataset
+dataset_key = tuning.dataset_key
 
 
 def status(model: str, dataset: str) -> str:
@@ -81,10 +77,19 @@ def status(model: str, dataset: str) -> str:
     return MIXTURES[model].get(dataset_key(dataset), ABSENT)
 
 
+def observed_wording(template: tmpl.Template, model: str) -> bool:
+    """Whether `model`'s tuning collection holds this template's text (Sun et al.'s
+    "observed": T0++ saw Flan's nothing and SemEval's P3 prompts never)."""
+    if model not in tuning.TUNINGS:
+        return template.kind == "observed" and template.collection == MODEL_COLLECTION[model]
+    return tuning.TUNINGS[model].observes_wording(template.provenance)
+
+
 def observed_by(template: tmpl.Template, dataset: str, model: str) -> bool:
-    """Whether `model` was tuned on this template's exact text for this data set."""
-    return (
-        template.kind == "observed"
-        and template.collection == MODEL_COLLECTION[model]
-        and status(model, dataset) == TRAINED
+    """Whether `model` was tuned on this template's exact text for this data set
+    (observed wording and data set)."""
+    if not observed_wording(template, model) or status(model, dataset) != TRAINED:
+        return False
+    return model not in tuning.TUNINGS or tuning.TUNINGS[model].observes_dataset(
+        template.provenance, dataset
     )

@@ -171,8 +171,8 @@ def test_category_counts(flan_file):
     bigbench = flan.Binding(roles={"question": "input"}, choices="choices")
     assert flan.category_templates("yes_no", bigbench, path=flan_file).templates == ()
     for t in mc.templates + yes_no.templates:
-        assert (t.provenance, t.strip_parts) == ("observed:flan", False)
         dataset, index = t.name.rstrip("]").split("[")
+        assert (t.provenance, t.strip_parts) == (f"observed:flan:{dataset}", False)
         assert t.source.startswith(flan.SOURCE) and f"PATTERNS[{dataset!r}][{index}]" in t.source
 
 
@@ -278,7 +278,7 @@ def test_ten_renderings_by_hand(flan_file, family, tid, inputs, target, options)
     features = registry.to_features(spec, template, spec.sample, check=True)
     assert features["inputs"] == inputs
     assert (features["targets"], tuple(features["options"])) == (target, options)
-    assert features["provenance"] == "observed:flan"
+    assert features["provenance"] == f"observed:flan:{template.name.split('[')[0]}"
 
 
 ARC_RECORD = {

@@ -360,7 +360,7 @@ def test_seqio_get_dataset_one_task_per_family(shared_data_dir, tacred_fixtures)
     boolq = _first("jr:boolq:qa:p3_9f4c6b0a")[0]
     _check_features(boolq)
     assert boolq["targets"] == b"False" and boolq["label"] == b"no"
-    assert boolq["provenance"] == b"observed:p3"
+    assert boolq["provenance"] == b"observed:p3:super_glue/boolq"
     assert boolq["template_id"] == b"9f4c6b0a-437b-40c0-b467-db4b7218d38d"
     mmlu = _first("jr:mmlu_anatomy:qa:mmlu_flan_style1")[0]
     _check_features(mmlu)
@@ -428,8 +428,8 @@ def test_unobserved_share_few_ngrams_with_observed(shared_data_dir):
 
 def test_training_mixture_table(shared_data_dir):
     boolq = [tasks.lookup(n)[1] for n in tasks.TASK_NAMES if n.startswith("jr:boolq:qa:")]
-    ps = next(t for t in boolq if t.provenance == "observed:p3")
-    flan = next(t for t in boolq if t.provenance == "observed:flan")
+    ps = next(t for t in boolq if t.provenance == "observed:p3:super_glue/boolq")
+    flan = next(t for t in boolq if t.provenance == "observed:flan:bool_q")
     unobserved = next(t for t in boolq if t.kind == "unobserved")
     assert training_mixtures.observed_by(ps, "boolq", "t0++")
     assert not training_mixtures.observed_by(ps, "boolq", "t0")

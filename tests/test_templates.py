@@ -184,7 +184,7 @@ def test_promptsource_loader_and_seeded_choice(tmp_path):
     (t,) = bank
     assert (bank.family, t.provenance, t.schema, t.name) == (
         "toy/sub",
-        "observed:p3",
+        "observed:p3:toy/sub",
         "hf:toy/sub",
         "pick one",
     )

@@ -106,6 +106,13 @@ def analyse(
             outs.append(scoring.concatenate(parts))
         rows += per
         summaries.append(_summary(model, bench, per, outs, n_resamples, seed))
+        seen = [
+            scoring.observed_dataset(
+                r.provenance, by_template[r.template_id][0].header["dataset"], collections
+            )
+            for r in per
+        ]
+        summaries[-1]["observed_split"] = _observed_split(per, seen)
         if all(f.pooled_sum is not None for t in tids for f in by_template[t]):
             pooled[(model, bench)] = np.stack(
                 [
@@ -183,6 +190,20 @@ def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed)
     return out
 
 
+def _observed_split(per: list[TemplateRow], seen: list[bool]) -> dict | None:
+    """The observed templates split into "observed wording and data set" (the model
+    was tuned on this data set with this text, `scoring.observed_dataset`) and
+    "observed wording" only; None when no template is of the first kind."""
+    if not any(seen):
+        return None
+    out = {}
+    for key, keep in (("wording_and_dataset", True), ("wording_only", False)):
+        s = [r.score for r, k in zip(per, seen, strict=True) if r.group == "observed" and k == keep]
+        out[f"{key}_n"] = len(s)
+        out[f"{key}_mean"] = float(np.mean(s)) if s else None
+    return out
+
+
 def _drift(rows: list[TemplateRow], pooled: np.ndarray, path: epath.Path) -> dict | None:
     """Representation drift of the observed and unobserved templates, plotted; None
     without both groups."""
@@ -254,7 +275,37 @@ def summary_markdown(
         "with a two-level (examples x templates) bootstrap 95% CI.\n"
         f"Metrics: {notes}.\n\n" + _md(header, body)
     )
+    text += _observed_split_markdown(summaries, model_order)
     return text + _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
+
+
+def _observed_split_markdown(summaries: list[dict], model_order: list[str]) -> str:
+    """Where a model was tuned on a benchmark's own data with some observed
+    templates: those apart from the observed wording seen on other data sets."""
+    rank = {m: i for i, m in enumerate(model_order)}
+    split = [s for s in summaries if s.get("observed_split")]
+    if not split:
+        return ""
+    body = []
+    for s in sorted(split, key=lambda s: (s["benchmark"], rank[s["model"]])):
+        o = s["observed_split"]
+        body.append(
+            [
+                s["model"],
+                s["benchmark"],
+                f"{_pct(o['wording_and_dataset_mean'])} ({o['wording_and_dataset_n']})",
+                f"{_pct(o['wording_only_mean'])} ({o['wording_only_n']})",
+                f"{_pct(s['unobserved_mean'])} ({s['unobserved_n']})",
+            ]
+        )
+    header = ["model", "benchmark", "observed wording and data set", "observed wording only"]
+    return (
+        "\n## Observed wording and data set\n\n"
+        "The observed column above counts every template whose text the model was tuned "
+        "on; here those it was tuned on with this very data set are apart from those it saw "
+        "only on other data sets. Mean over templates in percent (number of templates).\n\n"
+        + _md(header + ["unobserved"], body)
+    )
 
 
 def _spread_markdown(summaries: list[dict], model_order: list[str]) -> str:
@@ -373,7 +424,10 @@ def write_report(
     for name, pts in series.items():
         if len({size for size, _ in pts}) >= 2:
             plots.sizes(name, pts, plot_dir / f"size__{plots.safe_name(name)}.png")
-    flat = [{k: v for k, v in s.items() if k != "representation"} for s in summaries]
+    flat = [
+        {k: v for k, v in s.items() if k not in ("representation", "observed_split")}
+        for s in summaries
+    ]
     trows = [dataclasses.asdict(r) for r in rows]
     tables = {
         "summary.md": summary_markdown(summaries, order, result.rankings),

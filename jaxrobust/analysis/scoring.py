@@ -31,6 +31,7 @@ import numpy as np
 from etils import epath
 
 from jaxrobust.analysis import metrics
+from jaxrobust.data import tuning
 from jaxrobust.storage import records
 
 GROUPS = ("observed", "unobserved", "other")
@@ -48,15 +49,22 @@ def benchmark_of(dataset: str, fmt: str) -> str:
 def group_for_model(provenance: str, observed_collections: Sequence[str]) -> str:
     """``observed``, ``unobserved`` or ``other``: a template's group for one model.
 
-    ``observed`` when the provenance is ``observed:<collection>`` and the
-    model's `observed_collections` include the collection (``"*"``: any;
-    ``()``: none, for models not instruction tuned); ``unobserved`` for novel
-    templates; else ``other`` (style:*, default, another collection's text).
+    ``observed`` when the model was tuned on the template's text: its provenance
+    is ``observed:<collection>[:<origin>]`` and one of the model's
+    `observed_collections` holds it (`tuning.classify`: a tuning such as
+    ``t0++`` holds only the P3 prompts of its training data sets; a plain
+    collection name every text of it; ``"*"``: any; ``()``: none, for models
+    not instruction tuned); ``unobserved`` for novel templates; else ``other``
+    (style:*, default, text the model was not tuned on).
     """
-    kind, _, collection = provenance.partition(":")
-    if kind == "observed" and ("*" in observed_collections or collection in observed_collections):
-        return "observed"
-    return "unobserved" if provenance == "unobserved" else "other"
+    group = tuning.classify(provenance, "", observed_collections)
+    return "observed" if group == "observed_dataset" else group
+
+
+def observed_dataset(provenance: str, dataset: str, observed_collections: Sequence[str]) -> bool:
+    """Whether the model was tuned on this data set with this template's text
+    ("observed wording and data set", `tuning.classify`)."""
+    return tuning.classify(provenance, dataset, observed_collections) == "observed_dataset"
 
 
 def read_model(

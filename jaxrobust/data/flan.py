@@ -13,7 +13,7 @@ other way (``X.update(...)``, ``del X["a"]``, ...) is an error naming its line,
 never silently left out.
 
 `to_template` turns one pattern into a Jinja `Template` for a task's variables
-(provenance ``observed:flan``; the Flan data set and position are kept in
+(provenance ``observed:flan:<data set>``; data set and position are also kept in
 ``name`` and ``source``). ``{options_}`` renders as Flan's ``format_options``
 does (google-research/FLAN, ``flan/v2/preprocessors.py``)::
 
@@ -356,7 +356,7 @@ def to_template(
         appended for that style).
 
     Returns:
-      The template (provenance ``observed:flan``), or a `Skipped`.
+      The template (provenance ``observed:flan:<data set>``), or a `Skipped`.
     """
     if style not in STYLES:
         raise ValueError(f"style {style!r} is not one of {STYLES}")
@@ -392,7 +392,7 @@ def to_template(
         id=f"{id_prefix}_{pattern.dataset}_{pattern.index}{suffix}",
         jinja="".join(parts) + f"|||{{{{ answer_choices[{answer_index}] }}}}",
         answer_choices=choices,
-        provenance="observed:flan",
+        provenance=f"observed:flan:{pattern.dataset}",
         source=f"{SOURCE}{file_name} {where}, options as format_options ({style})",
         author=AUTHOR,
         name=f"{pattern.dataset}[{pattern.index}]",

@@ -48,7 +48,12 @@ import jinja2
 import jinja2.sandbox
 import yaml
 
-PROVENANCE_RE = re.compile(r"^(observed|style):([a-z0-9_+]+)$|^(unobserved|default)$")
+# ``observed:<collection>[:<origin>]``: the origin is the collection's own data
+# set the text was written for (``observed:p3:super_glue/boolq``; see
+# `jaxrobust.data.tuning`, which decides whether a model saw it).
+PROVENANCE_RE = re.compile(
+    r"^(observed|style):([a-z0-9_+]+)(:[A-Za-z0-9_./+-]+)?$|^(unobserved|default)$"
+)
 # Collections whose text a template may claim as observed or imitate in style.
 COLLECTIONS = {
     "p3": "PromptSource templates (P3), bigscience-workshop/promptsource",
@@ -57,6 +62,20 @@ COLLECTIONS = {
     # Our own tuning collection: the templates the built-in study tunes its T5 on.
     "study": "jaxrobust's built-in study (tasks/banks/builtin_*.yaml, jaxrobust/study)",
 }
+
+
+def declare_collection(name: str, description: str) -> None:
+    """Declares a template collection, so that ``observed:<name>`` templates load.
+
+    For a model tuned on one's own templates (`jaxrobust.data.tuning.declare`;
+    a model spec's ``observed_collections`` declares its names this way before
+    the task modules load). Declaring a known name again keeps it as it is.
+    """
+    if not re.fullmatch(r"[a-z0-9_+]+", name):
+        raise ValueError(f"collection name {name!r}: expected lower-case letters, digits, _ or +")
+    COLLECTIONS.setdefault(name, description)
+
+
 # PromptSource's guard for '|||' occurring inside data values.
 _PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"
 _RNG_VAR = "_jaxrobust_rng"
@@ -92,6 +111,9 @@ class Template:
       schema: the record schema the template was written against: '' for this
         project's, ``hf:<dataset>`` for a Hugging Face data set's (PromptSource,
         lm-evaluation-harness); a task maps its records to it with an adapter.
+      parent: for a format variant (`jaxrobust.data.formats`), the id of the
+        format description it was generated from; '' otherwise.
+      rules: a format variant's grammar rules applied (``field_sep="\\n\\n"``, ...).
     """
 
     id: str
@@ -104,16 +126,22 @@ class Template:
     bank: str = ""
     strip_parts: bool = True
     schema: str = ""
+    parent: str = ""
+    rules: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not PROVENANCE_RE.match(self.provenance):
             self.error(
-                f"provenance {self.provenance!r} is not observed:<collection>, "
+                f"provenance {self.provenance!r} is not observed:<collection>[:<origin>], "
                 "style:<collection>, unobserved or default"
             )
         collection = self.collection
         if collection is not None and collection not in COLLECTIONS:
-            self.error(f"unknown collection {collection!r}; known: {sorted(COLLECTIONS)}")
+            self.error(
+                f"unknown collection {collection!r}; known: {sorted(COLLECTIONS)}; declare "
+                "your own with templates.declare_collection(name, description) or by naming "
+                "it in the model spec's observed_collections"
+            )
         _compile(self, self.jinja)
         if self.answer_choices is not None:
             _compile(self, self.answer_choices)
@@ -127,6 +155,12 @@ class Template:
     def collection(self) -> str | None:
         """The collection of an observed or style template, else None."""
         return self.provenance.split(":")[1] if ":" in self.provenance else None
+
+    @property
+    def origin(self) -> str | None:
+        """The collection's data set the text was written for (``arc``), else None."""
+        parts = self.provenance.split(":", 2)
+        return parts[2] if len(parts) == 3 else None
 
     def error(self, problem: str) -> TemplateError:
         raise TemplateError(self.bank, self.id, problem)
@@ -455,7 +489,8 @@ def load_promptsource(path: str | pathlib.Path, *, source: str = "") -> Bank:
 
     Returns:
       A bank whose family is ``<dataset>[/<subset>]`` and whose templates have
-      provenance ``observed:p3``, ids the PromptSource UUIDs.
+      provenance ``observed:p3:<family>`` (the origin says which data set's P3
+      prompts they are), ids the PromptSource UUIDs.
     """
     path = str(path)
     with open(path, encoding="utf-8") as f:
@@ -468,7 +503,7 @@ def load_promptsource(path: str | pathlib.Path, *, source: str = "") -> Bank:
                 id=str(tid),
                 jinja=entry["jinja"],
                 answer_choices=entry.get("answer_choices"),
-                provenance="observed:p3",
+                provenance=f"observed:p3:{family}",
                 source=source or f"PromptSource {path}",
                 author="PromptSource contributors",
                 name=entry.get("name", str(tid)),

@@ -60,6 +60,7 @@ import numpy as np
 from etils import epath
 
 from jaxrobust.analysis.metrics import INVALID_LABEL
+from jaxrobust.data import tuning
 from jaxrobust.evaluation import examples as examples_lib
 from jaxrobust.evaluation import guards, resume
 from jaxrobust.evaluation import options as options_lib
@@ -140,6 +141,7 @@ def _to_record(ex: dict, result) -> dict:
         "negative_label": ex["negative_label"],
         "correct": predicted_label == ex["label"],
         "truncated": bool(result.truncated),
+        "protected_cut": bool(result.protected_cut),
         "generated": result.generated,
     }
 
@@ -159,7 +161,7 @@ def make_scorer(
         # pads the short host with dummy batches, so all run the same steps with
         # the same shapes), and the shares are gathered back into chunk order.
         mine = distributed.host_share(chunk, rank, count)
-        inputs = [ex["inputs"] for ex in mine]
+        inputs = [examples_lib.model_input(ex) for ex in mine]
         for ex in mine:
             if not ex["options"]:
                 raise ValueError(
@@ -248,6 +250,8 @@ def run(
       guards.RunIdentityError: the folder holds a model name evaluated otherwise.
       guards.NonFiniteScoreError: a NaN or infinite score.
     """
+    # The models' own collections first, so their banks' observed:<name> loads.
+    tuning.declare_names([c for m in models for c in m.observed_collections])
     for module in task_modules:
         importlib.import_module(module)
     out = epath.Path(output_dir)

@@ -35,6 +35,17 @@ time: process 0 holds the workdir's lock (`storage.files.lock_folder`).
 Multi-host: every process runs the same program; process 0 alone writes files
 (`distributed.is_writer`); Orbax coordinates its own checkpoint writes.
 
+`workdir` may be local or on an object store: every file goes through
+`storage.files` (a `gs://` workdir stays `gs://`). Orbax writes local and
+`gs://` checkpoints itself; on another store (`memory://`, which the tests use)
+it writes to a local staging folder and each saved step is copied onto
+`<workdir>/checkpoints/<step>/` (an `.uploaded` marker last), and a resume
+downloads the marked steps first. TensorBoard event files are appended through
+`files.AppendFile` on any store.
+
+Progress: a tqdm bar on stderr (steps, rate, ETA; on a terminal only, process 0),
+and a console line every `log_every` steps with each loss term.
+
 The model is any registered family (`inference.families`): `inference.load_model`
 builds it, its engine adapter tokenises and lays out the batches
 (`training.data`) and its differentiable scorers make the loss
@@ -47,10 +58,15 @@ the option dataclasses, and `jaxrobust.main train_prompt` calls it.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib
 import json
 import logging
+import os
 import pathlib
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -59,12 +75,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
+from etils import epath
 
 from jaxrobust import evaluation, inference
+from jaxrobust.data import tuning
 from jaxrobust.evaluation import guards
 from jaxrobust.models import prompts
 from jaxrobust.parallel import distributed, partitioning
 from jaxrobust.storage import files
+from jaxrobust.tasks import registry
 from jaxrobust.training.data import (
     DataOptions,
     ParaphraseBatches,
@@ -170,8 +190,21 @@ def evaluate_heldout(config, params, batches, loss_opts: LossOptions, mesh, rule
 # ---------------------------------------------------------------------------
 
 
-def _record_split(work: pathlib.Path, recorded: dict) -> None:
-    """Writes `template_split.json`, or checks that a resumed run's matches it."""
+def _say(line: str) -> None:
+    """A console line (stdout), printed above the progress bar when one is shown."""
+    tqdm.tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def _rate_eta(done: int, left: int, seconds: float) -> str:
+    """'2.5 steps/s, ETA 0:01:04' (the console line also carries them into logs)."""
+    rate = done / max(seconds, 1e-9)
+    eta = datetime.timedelta(seconds=round(left / rate)) if rate > 0 else "?"
+    return f"{rate:.1f} steps/s, ETA {eta}"
+
+
+def _check_split(work: epath.Path, recorded: dict) -> None:
+    """Refuses a resumed run whose `template_split.json` records another split."""
     split_file = work / "template_split.json"
     if split_file.exists() and json.loads(split_file.read_text()) != json.loads(
         json.dumps(recorded)
@@ -179,19 +212,23 @@ def _record_split(work: pathlib.Path, recorded: dict) -> None:
         raise ValueError(
             f"{split_file} records another template split or data options; use a new workdir"
         )
+
+
+def _record_split(work: epath.Path, recorded: dict) -> None:
+    """Writes `template_split.json` (checked by `_check_split` first)."""
     if distributed.is_writer():
-        files.write_atomic(split_file, json.dumps(recorded, indent=2))
+        files.write_atomic(work / "template_split.json", json.dumps(recorded, indent=2))
 
 
-def _has_checkpoints(work: pathlib.Path) -> bool:
+def _has_checkpoints(work: epath.Path) -> bool:
     directory = work / "checkpoints"
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
-def _check_settings(work: pathlib.Path, settings: dict, loaded: bool) -> None:
+def _check_settings(work: epath.Path, settings: dict, loaded: bool, write: bool = True) -> None:
     """Refuses to resume `work`'s checkpoints with other settings (naming them); records
-    the settings of a fresh run. Before the model loads (`loaded=False`) the weights'
-    digest is not compared; after, it is."""
+    the settings of a fresh run (`write`). Before the model loads (`loaded=False`) the
+    weights' digest is not compared; after, it is."""
     path = work / "train_settings.json"
     if _has_checkpoints(work) and path.exists():
         differ = settings_difference(json.loads(path.read_text()), settings, loaded)
@@ -204,8 +241,48 @@ def _check_settings(work: pathlib.Path, settings: dict, loaded: bool) -> None:
         return
     if _has_checkpoints(work) and not loaded:
         log.warning("%s: no train_settings.json (an older run); resuming unchecked", work)
-    if loaded and distributed.is_writer():
+    if loaded and write and distributed.is_writer():
         files.write_atomic(path, json.dumps(settings, indent=2, sort_keys=True))
+
+
+class _StoreEventWriter:
+    """tensorboardX's record writer on any store: `files.AppendFile` (appends and fsyncs
+    locally; an object is rewritten whole at each flush)."""
+
+    def __init__(self, path: str):
+        self._file = files.AppendFile(path)
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def flush(self) -> None:
+        if not self._file._f.closed:  # noqa: SLF001
+            self._file.sync()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+class _StoreEventWriterFactory:
+    def open(self, path: str) -> _StoreEventWriter:
+        return _StoreEventWriter(path)
+
+    def directory_check(self, path: str) -> None:
+        files.path(path).mkdir(parents=True, exist_ok=True)
+
+
+def _summary_writer(directory: epath.Path):
+    """A tensorboardX `SummaryWriter` on `directory` (local or any store)."""
+    from tensorboardX import SummaryWriter, record_writer
+
+    if not files.is_local(directory):
+        scheme = os.fspath(directory).split(":", 1)[0]
+        record_writer.register_writer_factory(scheme, _StoreEventWriterFactory())
+    return SummaryWriter(os.fspath(directory))
+
+
+UPLOADED = ".uploaded"  # Marks a staged checkpoint step copied whole onto its store.
 
 
 class _Checkpoints:
@@ -213,12 +290,23 @@ class _Checkpoints:
     data position as JSON. Frozen parameters are not saved (they come from the base
     model), so a PT checkpoint holds the prompt alone."""
 
-    def __init__(self, directory: pathlib.Path, keep: int, mask: Any):
+    def __init__(self, directory: epath.Path, keep: int, mask: Any):
         import orbax.checkpoint as ocp
 
         self.ocp, self.directory, self.mask = ocp, directory, mask
+        # Orbax reads and writes local and gs:// folders; other stores are staged.
+        direct = files.is_local(directory) or os.fspath(directory).startswith("gs://")
+        self.staging = None if direct else pathlib.Path(tempfile.mkdtemp(prefix="jaxrobust-"))
+        where = directory
+        if self.staging is not None:
+            where = self.staging
+            if directory.is_dir():
+                for step in directory.iterdir():
+                    if (step / UPLOADED).exists():
+                        files.download_tree(step, self.staging / step.name)
+                        (self.staging / step.name / UPLOADED).unlink()
         self.manager = ocp.CheckpointManager(
-            directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+            where, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
 
     def _saved(self, state: dict) -> dict:
@@ -241,8 +329,7 @@ class _Checkpoints:
                 state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
             ),
         )["state"]
-        log.warning("resumed from %s at step %d", self.directory, at)
-        print(f"resumed at step {at}", flush=True)
+        _say(f"resumed at step {at} from {self.directory}")
         return {
             "step": restored["step"],
             "params": merge(state["params"], restored["trainable"]),
@@ -259,10 +346,24 @@ class _Checkpoints:
             ),
         )
         self.manager.wait_until_finished()
-        print(f"checkpoint saved step={step}", flush=True)
+        if self.staging is not None and distributed.is_writer():
+            self._upload(step)
+        _say(f"checkpoint saved step={step}")
+
+    def _upload(self, step: int) -> None:
+        """Copies a staged step onto the store (marker last) and drops the steps Orbax
+        dropped locally."""
+        files.upload_tree(self.staging / str(step), self.directory / str(step))
+        files.write_atomic(self.directory / str(step) / UPLOADED, b"")
+        kept = {p.name for p in self.staging.iterdir()}
+        for old in self.directory.iterdir():
+            if old.name.isdigit() and old.name not in kept:
+                old.rmtree()
 
     def close(self) -> None:
         self.manager.close()
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -285,16 +386,15 @@ def train(
       {'params': final params tree, 'metrics': final train metrics,
        'heldout': held-out metrics, 'split': TemplateSplit, 'step': int}.
     """
-    work = pathlib.Path(workdir).absolute()
-    work.mkdir(parents=True, exist_ok=True)
+    work = files.path(workdir)
     with guards.writer_lock(work, "train_prompt"):
         return _train(model, work, data, loss, options, task_modules, gin_config)
 
 
 def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[str, Any]:
     """`train`'s program, run while process 0 holds the workdir's lock."""
-    from tensorboardX import SummaryWriter
-
+    # The model's own collections first, so their banks' observed:<name> loads.
+    tuning.declare_names(model.observed_collections)
     for module in task_modules:
         importlib.import_module(module)
 
@@ -308,6 +408,12 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
             f"({mesh.shape[partitioning.DATA]}; mesh {dict(mesh.shape)})"
         )
     _check_settings(work, run_settings(model, loss, options, None), loaded=False)
+    # The templates, and the splits they are read from (a data set lacking one is named
+    # with the splits it has: BoolQ holds validation only).
+    split = split_templates(data)
+    some_task = next(iter(split.task_names.values()))
+    for data_split in dict.fromkeys((data.split, data.eval_split or data.split)):
+        registry.split_for(some_task, data_split)
 
     # ---------------------------------------------------------------- model
     # The base model: HF checkpoint or seeded random weights, in their shardings;
@@ -315,11 +421,14 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
     base = inference.load_model(model, mesh)
     config, tokenizer, rules, family = base.config, base.tokenizer, base.rules, base.family
     adapter = base.adapter()
-    _check_settings(work, run_settings(model, loss, options, base.weights_digest), loaded=True)
+    settings = run_settings(model, loss, options, base.weights_digest)
+    _check_settings(work, settings, loaded=True, write=False)
 
     # ----------------------------------------------------------------- data
-    split = split_templates(data)
-    _record_split(work, {**dataclasses.asdict(split), "data_options": dataclasses.asdict(data)})
+    # Read and encoded before the first write: a data error (a split the data set
+    # lacks, ...) leaves the workdir as it was.
+    recorded_split = {**dataclasses.asdict(split), "data_options": dataclasses.asdict(data)}
+    _check_split(work, recorded_split)
     train_ids = split.original + split.paraphrase
     fmt = model.prompt_format
     encoded = encode_examples(split, train_ids, adapter, data, data.split, data.limit, fmt)
@@ -334,6 +443,8 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
         fmt,
     )
     eval_batches = heldout_batches(held, len(split.original), data.batch_size, adapter)
+    _check_settings(work, settings, loaded=True)
+    _record_split(work, recorded_split)
 
     # ------------------------------------------------------------ optimizer
     params: dict[str, Any] = {"model": base.params}
@@ -413,47 +524,57 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
         ckpts.save(st, step, position)
 
     # --------------------------------------------------------------- evals
-    writer = SummaryWriter(str(work / "tb")) if distributed.is_writer() else None
+    writer = _summary_writer(work / "tb") if distributed.is_writer() else None
 
     def run_evals(st, step) -> dict:
         heldout = evaluate_heldout(config, st["params"], eval_batches, loss, mesh, rules)
         if writer:
             for k, v in heldout.items():
                 writer.add_scalar(f"heldout/{k}", v, step)
-        print(
+        _say(
             f"step {step:>6} heldout | kl {heldout['kl']:.4f} "
             f"acc {heldout['accuracy_paraphrase']:.3f} "
-            f"(original {heldout['accuracy_original']:.3f}) entropy {heldout['entropy']:.3f}",
-            flush=True,
+            f"(original {heldout['accuracy_original']:.3f}) entropy {heldout['entropy']:.3f}"
         )
         return heldout
 
     # ---------------------------------------------------------------- loop
     step = int(state["step"])
     metrics: dict[str, float] = {}
-    start, start_step = time.monotonic(), step
     if gin_config and writer:
         writer.add_text("gin_config", gin_config, step)
+    # Steps, rate and ETA on a terminal (process 0); hidden in logs and tests.
+    bar = tqdm.tqdm(
+        total=options.num_steps,
+        initial=step,
+        unit="step",
+        desc="train",
+        file=sys.stderr,
+        disable=None if distributed.is_writer() else True,
+        dynamic_ncols=True,
+    )
+    start, start_step = time.monotonic(), step
     while step < options.num_steps:
         batch = {k: jax.device_put(v, batch_shardings[k]) for k, v in batches.batch(step).items()}
         state, m = train_step(state, batch)
         step += 1
+        bar.update(1)
         if step % options.log_every == 0 or step == options.num_steps:
             metrics = {k: float(v) for k, v in jax.device_get(m).items()}
-            rate = (step - start_step) / max(time.monotonic() - start, 1e-9)
             if writer:
                 for k, v in metrics.items():
                     writer.add_scalar(f"train/{k}", v, step)
-            print(
+            _say(
                 f"step {step:>6}/{options.num_steps} | loss {metrics['loss']:.4f} "
                 f"ce {metrics['ce']:.4f} kl {metrics['kl']:.4f} rep {metrics['rep']:.4f} | "
-                f"acc {metrics['accuracy']:.3f} | {rate:.1f} steps/s",
-                flush=True,
+                f"acc {metrics['accuracy']:.3f} | "
+                + _rate_eta(step - start_step, options.num_steps - step, time.monotonic() - start)
             )
         if options.eval_every and step % options.eval_every == 0 and step < options.num_steps:
             run_evals(state, step)
         if step % options.checkpoint_every == 0 or step == options.num_steps:
             save(state, step)
+    bar.close()
     heldout = run_evals(state, step)
     ckpts.close()
     if writer:
@@ -476,7 +597,7 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
 
 def trained_model_spec(base: evaluation.ModelSpec, workdir: str, name: str) -> evaluation.ModelSpec:
     """The `ModelSpec` that evaluates a training run's result: its prompt and/or model."""
-    work = pathlib.Path(workdir).absolute()
+    work = files.path(workdir)
     changes: dict[str, Any] = {"name": name}
     if (work / "prompt.npy").exists():
         changes["soft_prompt"] = str(work / "prompt.npy")
