@@ -24,6 +24,7 @@ import string
 from jaxrobust.tasks import extending, registry
 
 from jaxrobust.data import datasets, flan
+from jaxrobust.data import promptsource_observed as p3
 from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
@@ -110,6 +111,23 @@ def _mmlu_prepare(record: dict) -> registry.Prepared:
     )
 
 
+def p3_adapters(prepare, question: str, choices: str) -> dict:
+    """Schema adapters for P3's multiple-choice prompts (`promptsource_observed`): each
+    P3 data set's record built from the prepared variables `question` and `choices`
+    and the gold index."""
+
+    def adapter(dataset):
+        def to_record(record: dict) -> dict:
+            variables = prepare(record).variables
+            return p3.record(
+                dataset, variables[question], variables[choices], variables["answer_index"]
+            )
+
+        return to_record
+
+    return {f"hf:{d}": adapter(d) for d in p3.ADAPTERS}
+
+
 def mmlu_spec(subject: str) -> registry.TaskSpec:
     return registry.TaskSpec(
         dataset=f"mmlu_{subject}",
@@ -126,6 +144,7 @@ def mmlu_spec(subject: str) -> registry.TaskSpec:
             "answer": "C",
         },
         family="mmlu",
+        adapters=p3_adapters(_mmlu_prepare, "question", "choices"),
     )
 
 
@@ -197,6 +216,7 @@ def bigbench_spec(task: str) -> registry.TaskSpec:
             "append_choices_to_input": True,
         },
         family="bigbench",
+        adapters=p3_adapters(_bigbench_prepare, "input", "choices"),
     )
 
 
@@ -293,6 +313,57 @@ def add_flan_observed(*, style: str = "dash", path=None) -> list[str]:
         names += extending.add_templates(registry.base_name(bigbench_spec(task)), bigbench)
     boolq = flan_observed("boolq", style=style, path=path).templates
     return names + extending.add_templates(registry.base_name(BOOLQ), boolq)
+
+
+# ---------------------------------------------------------------- P3 observed sets (T0, T0++)
+
+# The option counts of the 14 BIG-bench Lite tasks' examples (tests/test_observed.py
+# reads them from the data); a P3 prompt joins their set only if it renders each.
+BIGBENCH_OPTION_COUNTS = (2, 3, 4, 5, 6, 7, 10, 11)
+# RE as multiple-choice QA: letters A-Z bound the candidates (FewRel 5-way, SemEval
+# 19, TACRED's type-constrained subsets).
+MCQA_OPTION_COUNTS = tuple(range(2, 27))
+# family -> (question variable, options variable, option counts).
+P3_BINDINGS = {
+    "mmlu": ("question", "choices", (4,)),
+    "bigbench": ("input", "choices", BIGBENCH_OPTION_COUNTS),
+    "re_mcqa": ("sentence", "options", MCQA_OPTION_COUNTS),
+}
+
+
+def p3_observed(family: str, *, root=None) -> p3.Loaded:
+    """P3's multiple-choice observed set for a family (``mmlu``, ``bigbench``,
+    ``re_mcqa``): the prompts of the T0 mixtures' multiple-choice QA data sets that
+    render the family's examples; `p3.Loaded.skipped` says which were left out, why."""
+    _, _, counts = P3_BINDINGS[family]
+    return p3.multiple_choice(option_counts=counts, root=root)
+
+
+def add_p3_observed(*, root=None) -> list[str]:
+    """Adds P3's multiple-choice observed sets to MMLU (every subject and the pool), the
+    BIG-bench Lite tasks and relation extraction as multiple-choice QA (SemEval,
+    FewRel, the TACRED family: Ni et al.'s "seen kind of task").
+
+    Not done at import (call it from a ``TASK_MODULES`` module); the prompts join
+    each data set's ``#all`` and ``#observed_p3`` mixtures. Which of them a model
+    saw is the report's business (`jaxrobust.data.tuning`: T0 the CommonsenseQA
+    and Cosmos QA prompts, T0+ and T0++ also ARC's, OpenBookQA's and HellaSwag's).
+
+    Returns:
+      The new task names.
+    """
+    names = extending.add_templates(MMLU_POOL, p3_observed("mmlu", root=root).templates)
+    bigbench = p3_observed("bigbench", root=root).templates
+    for task in BIGBENCH_TASKS:
+        names += extending.add_templates(registry.base_name(bigbench_spec(task)), bigbench)
+    mcqa = p3_observed("re_mcqa", root=root).templates
+    question, choices, _ = P3_BINDINGS["re_mcqa"]
+    for base, spec in sorted(registry.SPECS.items()):
+        if spec.format == "mcqa" and spec.family == "re_mcqa":
+            adapters = {**spec.adapters, **p3_adapters(spec.prepare, question, choices)}
+            registry.SPECS[base] = dataclasses.replace(spec, adapters=adapters)
+            names += extending.add_templates(base, mcqa)
+    return names
 
 
 def register_all() -> list[str]:

@@ -205,3 +205,139 @@ def test_observed_wording_apart_from_wording_and_data_set(tmp_path):
     assert "| t0pp | boolq/qa | 87.5 (2) | 50.0 (1) | 25.0 (2) |" in md
     # The CSV keeps its columns (the split is in summary.md and summary.json).
     assert "observed_split" not in (report_dir / "summary.csv").read_text()
+
+
+# ---------------------------------------------------------------- P3 observed sets
+
+
+def test_bigbench_option_counts_are_the_datas(shared_data_dir):
+    from jaxrobust.tasks import qa
+
+    from jaxrobust.data import datasets
+
+    counts = {len(r["choices"]) for t in qa.BIGBENCH_TASKS for r in datasets.read_bigbench(t)}
+    assert tuple(sorted(counts)) == qa.BIGBENCH_OPTION_COUNTS
+
+
+P3_MMLU = {
+    "commonsense_qa": 4,
+    "cosmos_qa": 1,
+    "ai2_arc/ARC-Challenge": 5,
+    "ai2_arc/ARC-Easy": 5,
+    "openbookqa/main": 7,
+    "hellaswag": 4,
+}
+P3_ANY_COUNT = {
+    "commonsense_qa": 3,
+    "ai2_arc/ARC-Challenge": 5,
+    "ai2_arc/ARC-Easy": 5,
+    "hellaswag": 1,
+}
+
+
+@pytest.mark.parametrize(
+    "family, kept, skipped",
+    [
+        ("mmlu", P3_MMLU, {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 7}),
+        (
+            "bigbench",
+            P3_ANY_COUNT,
+            {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 19},
+        ),
+        (
+            "re_mcqa",
+            P3_ANY_COUNT,
+            {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 19},
+        ),
+    ],
+)
+def test_p3_multiple_choice_counts(shared_data_dir, family, kept, skipped):
+    """Per P3 data set of the T0 mixtures, the prompts each family keeps (154 prompts
+    in 19 multiple-choice data sets), and why the rest are left out."""
+    import collections
+
+    from jaxrobust.tasks import qa
+
+    from jaxrobust.data import promptsource_observed as p3
+
+    loaded = qa.p3_observed(family)
+    counts = loaded.counts()
+    assert set(counts) == set(p3.MULTIPLE_CHOICE)
+    assert {d: n for d, n in counts.items() if n} == kept
+    assert dict(collections.Counter(s.reason for s in loaded.skipped)) == skipped
+    assert len(loaded.templates) + len(loaded.skipped) == 154
+    assert loaded.summary().startswith(f"kept {sum(kept.values())} of 154 prompts; skipped ")
+    for t in loaded.templates:
+        assert t.provenance == f"observed:p3:{t.origin}" and t.schema == f"hf:{t.origin}"
+        assert t.origin in tuning.T0_PLUS_PLUS_P3
+    # Only CommonsenseQA's and Cosmos QA's prompts are in T0's own mixture.
+    t0 = {t.origin for t in loaded.templates if tuning.TUNINGS["t0"].observes_wording(t.provenance)}
+    assert t0 == {"commonsense_qa", "cosmos_qa"} & set(kept)
+
+
+MMLU_SAMPLE_BY_HAND = [
+    (
+        "4fb13ac1-f770-45ea-b5d5-91ac50b0d609",  # ai2_arc/ARC-Easy 'i_am_hesitating'
+        "I am hesitating between 4 options to answer the following question, which option "
+        "should I choose?\nQuestion: Which of these numbers is prime?\nPossibilities:\n"
+        "- 4\n- 6\n- 7\n- 9",
+        "7",
+        ("4", "6", "7", "9"),
+    ),
+    (
+        "d90da519-0e2c-4f9b-a546-7cba82824eb2",  # ai2_arc/ARC-Easy 'heres_a_problem'
+        "Here's a problem to solve: Which of these numbers is prime?\n\nAmong the 4 following "
+        "options, which is the correct answer?\n\n- A: 4\n \n- B: 6\n \n- C: 7\n \n- D: 9",
+        "C",
+        ("A", "B", "C", "D"),
+    ),
+]
+
+
+@pytest.mark.parametrize("tid, inputs, target, options", MMLU_SAMPLE_BY_HAND)
+def test_p3_prompt_renders_mmlu_by_hand(shared_data_dir, tid, inputs, target, options):
+    from jaxrobust.tasks import qa, registry
+
+    template = next(t for t in qa.p3_observed("mmlu").templates if t.id == tid)
+    spec = qa.mmlu_spec("anatomy")
+    features = registry.to_features(spec, template, spec.sample, check=True)
+    assert features["inputs"] == inputs
+    assert (features["targets"], tuple(features["options"])) == (target, options)
+    assert features["provenance"] == "observed:p3:ai2_arc/ARC-Easy"
+
+
+def test_add_p3_observed(shared_data_dir):
+    """add_p3_observed: 26 prompts on every MMLU subject, 14 on each BIG-bench Lite task
+    and each RE data set as multiple-choice QA; BoolQ keeps its own 10 P3 prompts."""
+    code = (
+        "import json, seqio\n"
+        "from jaxrobust import tasks\n"
+        "from jaxrobust.tasks import qa\n"
+        "size = lambda m: len(seqio.get_mixture_or_task(m).tasks)\n"
+        "groups = ['jr:mmlu:qa#observed_p3', 'jr:bbl_winowhy:qa#observed_p3',\n"
+        "          'jr:semeval:mcqa#observed_p3', 'jr:fewrel:mcqa#observed_p3',\n"
+        "          'jr:tacred:mcqa#observed_p3', 'jr:boolq:qa#observed_p3']\n"
+        "before = {g: size(g) if g.startswith('jr:boolq') else 0 for g in groups}\n"
+        "names = qa.add_p3_observed()\n"
+        "after = {g: size(g) for g in groups}\n"
+        "n = [x for x in names if x.startswith('jr:semeval:mcqa:')][0]\n"
+        "ex = next(tasks.examples(n, 'test', limit=1))\n"
+        "print(json.dumps([before, after, len(names), ex['provenance'], ex['options'][:2]]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after, n_names, provenance, options = json.loads(done.stdout.splitlines()[-1])
+    assert after == {
+        "jr:mmlu:qa#observed_p3": 57 * 26,
+        "jr:bbl_winowhy:qa#observed_p3": 14,
+        "jr:semeval:mcqa#observed_p3": 14,
+        "jr:fewrel:mcqa#observed_p3": 14,
+        "jr:tacred:mcqa#observed_p3": 14,
+        "jr:boolq:qa#observed_p3": 10,
+    }
+    assert before["jr:boolq:qa#observed_p3"] == 10  # BoolQ's own P3 prompts, unchanged
+    assert n_names == 57 * 26 + 14 * 14 + 14 * 5  # semeval, fewrel, tacred, tacrev, retacred
+    assert provenance.startswith("observed:p3:")
+    assert options[0] == "audits causes waste"  # The MC-QA statements are the options.
