@@ -17,16 +17,17 @@ Negative labels: SemEval ``Other``, TACRED / TACREV / Re-TACRED
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import random
 import string
 
 from etils import epath
-from jaxrobust.tasks import registry
+from jaxrobust.tasks import extending, registry
 from jaxrobust.tasks import relation_schemas as schemas
 
-from jaxrobust.data import datasets
+from jaxrobust.data import datasets, flan, qa4re
 from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
@@ -259,6 +260,93 @@ _FEWREL_NAMES = {
     "P921": "main subject",
 }
 _FEWREL_BY_NAME = {name: schemas.FEWREL_VERBALIZATIONS[pid] for pid, name in _FEWREL_NAMES.items()}
+
+
+# ---------------------------------------------------------------- QA4RE's option sentences
+
+
+def _qa4re_prepare(record: dict, schema: qa4re.Schema, label_space) -> registry.Prepared:
+    """An MC-QA example with QA4RE's options: its type-admitted relations' sentences,
+    then the negative relation's (`qa4re.Schema.options`); the gold option is the
+    first of its relation (-1 when the types exclude it)."""
+    if schema.dataset == "semeval":
+        types = qa4re.SEMEVAL_TYPES
+    else:
+        types = (record["head_type"], record["tail_type"])
+    pairs = schema.options(*types)
+    if len(pairs) > len(LETTERS):
+        raise ValueError(f"{record['id']}: {len(pairs)} options exceed {len(LETTERS)} letters")
+    relations = [rel for rel, _ in pairs]
+    variables = _base_variables(record)
+    variables["options"] = [s.format(subj=record["head"], obj=record["tail"]) for _, s in pairs]
+    variables["letters"] = list(LETTERS[: len(pairs)])
+    gold = record["relation"]
+    variables["answer_index"] = relations.index(gold) if gold in relations else -1
+    return registry.Prepared(variables, relations, gold, label_space, record["id"])
+
+
+def qa4re_mcqa_specs(loaded: dict[str, qa4re.Schema]) -> list[registry.TaskSpec]:
+    """The ``mcqa`` specs of the data sets in `loaded`, with QA4RE's options.
+
+    Raises:
+      ValueError: a schema's relations are not the data set's label set.
+    """
+    specs = semeval_specs() + [s for v in TACRED_VARIANTS for s in tacred_specs(v)]
+    out = []
+    for spec in specs:
+        if spec.format != "mcqa" or spec.dataset not in loaded:
+            continue
+        schema = loaded[spec.dataset]
+        ours = (
+            schemas.SEMEVAL_LABELS if spec.dataset == "semeval" else TACRED_VARIANTS[spec.dataset]
+        )
+        if set(schema.labels) != set(ours):
+            raise ValueError(
+                f"{schema.source}: {spec.dataset}'s relations differ from the data set's: "
+                f"only there {sorted(set(schema.labels) - set(ours))}, "
+                f"only here {sorted(set(ours) - set(schema.labels))}"
+            )
+        prepare = functools.partial(_qa4re_prepare, schema=schema, label_space=tuple(ours))
+        out.append(dataclasses.replace(spec, prepare=prepare))
+    return out
+
+
+def use_qa4re_options(path, datasets_=("semeval", "tacred", "tacrev", "retacred")) -> list[str]:
+    """Re-registers the MC-QA tasks of these data sets with the option sentences and
+    type constraints of QA4RE's ``re_templates.py`` at `path` (`jaxrobust.data.qa4re`).
+
+    An explicit call (e.g. from a module in ``TASK_MODULES``); without it the
+    project's own sentences (`relation_schemas`) stay. Every template of the
+    ``re_mcqa`` bank is registered again under the same task names.
+
+    Returns:
+      The task names (re)registered.
+    """
+    loaded = qa4re.load(path, datasets_)
+    names = []
+    for spec in qa4re_mcqa_specs(loaded):
+        names += registry.register_with_mixtures(spec, list(bank(spec.family)))
+    return names
+
+
+# Flan 2022's multiple-choice QA templates over the MC-QA format's variables (the
+# sentence in the question's role; the options are the statements): the "seen kind
+# of task" of Ni et al.
+FLAN_MCQA_BINDING = flan.Binding(roles={"question": "sentence"}, choices="options")
+
+
+def add_flan_observed(*, style: str = "dash", path=None) -> list[str]:
+    """Adds Flan 2022's multiple-choice observed set (`jaxrobust.data.flan`) to the
+    MC-QA format of SemEval, FewRel and the TACRED family (``#observed_flan``).
+
+    With ``dash`` options the answers are the statements themselves; `style`
+    ``letters`` renders Flan's (A) ... options. Not done at import.
+    """
+    loaded = flan.category_templates("multiple_choice", FLAN_MCQA_BINDING, path=path, style=style)
+    names = []
+    for dataset in ["semeval", "fewrel", *TACRED_VARIANTS]:
+        names += extending.add_templates(f"{registry.PREFIX}:{dataset}:mcqa", loaded.templates)
+    return names
 
 
 # ---------------------------------------------------------------- registration

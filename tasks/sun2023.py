@@ -1,0 +1,15 @@
+"""Sun et al. (2023)'s observed sets, added on import: the task module of
+gin_configs/runs/sun2023_mmlu_bbl.gin (its ``TASK_MODULES``).
+
+"Evaluating the Zero-shot Robustness of Instruction-tuned Language Models"
+took each benchmark's observed instructions from the tuning collection's
+templates of the same task category: Flan 2022's multiple-choice QA templates
+for MMLU and the BIG-bench Lite tasks (`qa.add_flan_observed`, which also gives
+BoolQ Flan's yes/no set). Importing this module registers them beside the
+project's unobserved templates (``#observed_flan`` mixtures); nothing changes
+for runs that do not import it.
+"""
+
+from jaxrobust.tasks import qa
+
+TASK_NAMES = qa.add_flan_observed()
