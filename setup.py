@@ -38,6 +38,10 @@ setuptools.setup(
         "scipy>=1.15",  # scipy.stats.quantile.
         "matplotlib",
         "tensorboardX",  # Training event files (no TensorFlow/TensorBoard needed).
+        "tqdm",  # Progress bars with ETA (eval, training, checkpoint loading).
+        "huggingface_hub",  # Hub ids (google/flan-t5-xl) resolved through its cache.
+        "etils[epath]",  # The file layer (storage/files.py): local, gs://, memory://.
+        "fsspec",  # memory:// (and gcsfs's gs:// where TensorFlow is absent).
     ],
     extras_require={
         "test": [

@@ -32,13 +32,12 @@ record files, and broadcast (`distributed.decided_by_writer`).
 
 from __future__ import annotations
 
-import datetime
 import logging
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
+import tqdm
 from etils import epath
 
 from jaxrobust.evaluation import guards
@@ -49,34 +48,39 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    """A one-line progress bar with rate and ETA on stderr."""
+    """The run's progress bar: examples done, rate and ETA (tqdm, on stderr).
 
-    def __init__(self, total: int, enabled: bool = True, every_s: float = 0.5):
-        self.total, self.done, self.enabled, self.every_s = total, 0, enabled, every_s
-        self.start, self.last = time.monotonic(), 0.0
-        self.tty = sys.stderr.isatty()
+    Shown only where someone watches: on a terminal (tqdm's `disable=None`), by
+    process 0; never in a file the run writes. Complete and resumed files count
+    as done at once, so the ETA is the scoring still to do.
+    """
+
+    def __init__(self, total: int, enabled: bool = True, file=None):
+        """A bar over `total` examples.
+
+        Args:
+          enabled: False hides it everywhere; True shows it on a terminal only.
+          file: the stream (default stderr); a bar on a non-terminal stream is hidden.
+        """
+        self.total, self.done = total, 0
+        self._bar = tqdm.tqdm(
+            total=total,
+            unit="ex",
+            desc="eval",
+            file=file if file is not None else sys.stderr,
+            disable=None if enabled else True,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     def update(self, n: int, label: str) -> None:
+        """Counts `n` more examples done, now on `label` (a task)."""
         self.done += n
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < self.every_s and self.done < self.total):
-            return
-        self.last = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} examples "
-            f"{rate:.1f}/s ETA {datetime.timedelta(seconds=round(eta)) if eta < 1e9 else '?'} "
-            f"{label}"
-        )
-        sys.stderr.write(("\r" + line[:160].ljust(160)) if self.tty else line + "\n")
-        sys.stderr.flush()
+        self._bar.set_postfix_str(label, refresh=False)
+        self._bar.update(n)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
+        self._bar.close()
 
 
 def evaluate_file(
