@@ -231,14 +231,26 @@ def test_benchmark_of_several_data_sets_is_the_macro_mean(tmp_path):
         write_records(tmp_path, "m", f"jr:mmlu_b:qa:{tid}", prov, qa_rows(pb, gold_b), spec=spec)
     report_dir = report.write_report(tmp_path, n_resamples=100, seed=0)
     saved = json.loads((report_dir / "summary.json").read_text())
-    templates = {t["template_id"]: t for t in saved["templates"]}
+    templates = {t["template_id"]: t for t in saved["templates"] if t["benchmark"] == "mmlu/qa"}
     want = {"o1": 5 / 8, "o2": 1 / 2, "u1": 5 / 8, "u2": 1 / 4, "s1": 1 / 2}
     assert {t: templates[t]["score"] for t in want} == want
     assert {t["benchmark"] for t in templates.values()} == {"mmlu/qa"}
     assert {t["n_examples"] for t in templates.values()} == {6}
     assert templates["o1"]["truncated"] == 1 / 6
     assert templates["s1"]["group"] == "other"
-    (s,) = saved["summary"]
+    # Pooled into one data set (Sun et al.'s MMLU): correct answers over all 6 examples.
+    flat = {
+        t["template_id"]: t["score"]
+        for t in saved["templates"]
+        if t["benchmark"] == "mmlu/qa pooled"
+    }
+    assert flat == {"o1": 4 / 6, "o2": 4 / 6, "u1": 3 / 6, "u2": 1 / 6, "s1": 3 / 6}
+    s, p = saved["summary"]
+    assert (s["benchmark"], p["benchmark"]) == ("mmlu/qa", "mmlu/qa pooled")
+    assert p["observed_mean"] == pytest.approx(2 / 3) and p["unobserved_mean"] == 1 / 3
+    assert p["gap"] == pytest.approx(1 / 3)
+    # Same examples, same resamples: the pooled benchmark's CI and test are the macro's.
+    assert (p["gap_ci_low"], p["paired_p"]) == (s["gap_ci_low"], s["paired_p"])
     assert (s["observed_n"], s["unobserved_n"]) == (2, 2)
     assert s["observed_mean"] == 9 / 16 and s["unobserved_mean"] == 7 / 16
     assert s["observed_std"] == pytest.approx(np.std([5 / 8, 1 / 2], ddof=1))

@@ -22,7 +22,10 @@ recomputes it) and the models' ``model.json``, and writes under
 
 Benchmarks, metrics and groups are `scoring.py`'s. A benchmark of several data
 sets (``mmlu/qa``, ``bigbench_lite/qa``) is scored per template as the macro
-mean over its data sets; the bootstrap and tests pool their examples.
+mean over its data sets; the bootstrap and tests pool their examples. Beside it,
+``<benchmark> pooled`` (``mmlu/qa pooled``) scores each template once over all
+its examples pooled into one data set, as Sun et al. (2023) pooled MMLU's
+subjects.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ from jaxrobust.storage.files import write_atomic
 # ---------------------------------------------------------------------------
 # Analysis.
 # ---------------------------------------------------------------------------
+
+
+# A benchmark of several data sets (``mmlu/qa``) is reported twice: its name alone is
+# the macro mean over its data sets, ``<name> pooled`` one score over every example.
+POOLED = "pooled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +121,15 @@ def analyse(
             for r in per
         ]
         summaries[-1]["observed_split"] = _observed_split(per, seen)
+        if len({f.header["dataset"] for t in tids for f in by_template[t]}) > 1:
+            # Sun et al.'s MMLU: one data set per instruction, its examples pooled.
+            flat = [
+                dataclasses.replace(r, benchmark=f"{bench} {POOLED}", score=o.score)
+                for r, o in zip(per, outs, strict=True)
+            ]
+            rows += flat
+            summaries.append(_summary(model, flat[0].benchmark, flat, outs, n_resamples, seed))
+            summaries[-1]["observed_split"] = _observed_split(flat, seen)
         if all(f.pooled_sum is not None for t in tids for f in by_template[t]):
             pooled[(model, bench)] = np.stack(
                 [
