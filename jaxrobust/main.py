@@ -87,9 +87,10 @@ def score(args: argparse.Namespace) -> int:
     spec = inference.ModelSpec(
         name="score",
         family=args.family,
-        preset=args.preset,
+        # A checkpoint's shapes come from it (HF) or from --preset (T5X); no checkpoint: tiny.
+        preset=args.preset if args.preset is not None else ("" if args.checkpoint else "tiny"),
         checkpoint=args.checkpoint or "",
-        tokenizer="" if args.checkpoint else "byte",
+        tokenizer=args.tokenizer or ("" if args.checkpoint else "byte"),
         seed=args.seed,
     )
     mesh = partitioning.make_mesh()
@@ -97,7 +98,7 @@ def score(args: argparse.Namespace) -> int:
     if args.checkpoint:
         label = f"checkpoint {args.checkpoint}"
     else:
-        label = f"RANDOM WEIGHTS ({args.preset} preset, seed {args.seed}, byte tokenizer)"
+        label = f"RANDOM WEIGHTS ({spec.preset} preset, seed {args.seed}, byte tokenizer)"
     data = mesh.shape[partitioning.DATA]
     engine = model.engine(batch_size=data * -(-len(DEMO_PROMPTS) // data), max_input_len=128)
     # Process 0 scores the prompts; the others join the same steps with none.
@@ -111,6 +112,8 @@ def score(args: argparse.Namespace) -> int:
         pred = result.prediction  # Ties: the first option.
         predictions.append(opts[pred])
         print(prompt)
+        if result.protected_cut:  # A whole prompt is protected: a cut is never silent.
+            print(f"  (cut to {engine.max_input_len} tokens: part of the prompt is lost)")
         for o, s in zip(opts, result.scores, strict=True):
             print(f"  {'*' if o == opts[pred] else ' '} {o:<18} log p = {s:9.3f}")
     # The first three prompts ask the same question; do their answers agree?
@@ -292,9 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("score", help="rank-classify demo prompts (default command)")
     p.add_argument("--family", default="t5", help="model family: t5, llama (or registered)")
-    p.add_argument("--checkpoint", help="HF directory (config.json, weights, tokenizer)")
     p.add_argument(
-        "--preset", default="tiny", help="random-weight preset (models/<family>_config.py)"
+        "--checkpoint",
+        help="HF directory or hub id (config.json, weights, tokenizer), or a T5X checkpoint; "
+        "local or gs://",
+    )
+    p.add_argument(
+        "--preset",
+        help="preset (models/<family>_config.py) or HF config.json: the shapes of random "
+        "weights (default tiny) or of a T5X checkpoint",
+    )
+    p.add_argument(
+        "--tokenizer",
+        help="'byte', an HF tokenizer directory or hub id (default: the checkpoint's)",
     )
     p.add_argument("--seed", type=int, default=0)
     _add_cluster_flags(p)

@@ -595,3 +595,180 @@ def test_weights_digest_follows_content_not_layout(tmp_path):
     hf.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     _save_bin(hf, tmp_path / "bf16", tmp_path / "bf16_bin")
     assert _digest(tmp_path / "bf16") == _digest(tmp_path / "bf16_bin") != digests["single"]
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints from where users keep them: T5X through ModelSpec and the CLI, hub ids,
+# object stores (issue 15).
+# ---------------------------------------------------------------------------
+
+T5X_CONFIG_JSON = pathlib.Path(__file__).parent / "fixtures/t5x/test_t5_tiny_config.json"
+
+
+def _spec_params(spec):
+    from jaxrobust import inference
+
+    model = inference.load_model(spec, partitioning.make_mesh())
+    return model, _flat(model.params)
+
+
+def test_t5x_checkpoint_through_model_spec_and_cli(shared_data_dir, tmp_path, capsys):
+    """T5X's own test checkpoint through `ModelSpec` (config given as a config.json, or
+    beside the checkpoint) and `score --checkpoint`, with the tensors `load_t5x` reads."""
+    from jaxrobust import inference, main
+
+    path = shared_data_dir / "t5x" / "test_t5_tiny.checkpoint_0"
+    want = _flat(checkpoints.load_t5x(path, T5X_TINY))
+    spec = inference.ModelSpec(
+        name="t5x", checkpoint=str(path), preset=str(T5X_CONFIG_JSON), tokenizer="byte"
+    )
+    model, got = _spec_params(spec)
+    assert model.config == T5X_TINY and model.weights_digest.startswith("sha256:")
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    # The config beside the checkpoint instead of a preset.
+    (tmp_path / "ckpt").mkdir()
+    copy = tmp_path / "ckpt" / path.name
+    copy.write_bytes(path.read_bytes())
+    (tmp_path / "ckpt" / "config.json").write_bytes(T5X_CONFIG_JSON.read_bytes())
+    beside, _ = _spec_params(spec.__class__(name="t5x", checkpoint=str(copy), tokenizer="byte"))
+    assert beside.weights_digest == model.weights_digest  # Same tensors, same digest.
+    assert main.main(["score", "--checkpoint", str(copy), "--tokenizer", "byte"]) == 0
+    assert f"checkpoint {copy}" in capsys.readouterr().out
+    # What is missing is named.
+    with pytest.raises(checkpoints.CheckpointError, match="holds no model config"):
+        _spec_params(spec.__class__(name="t5x", checkpoint=str(path), tokenizer="byte"))
+    with pytest.raises(ValueError, match="holds no tokenizer"):
+        _spec_params(spec.__class__(name="t5x", checkpoint=str(path), preset="tiny"))
+    with pytest.raises(ValueError, match="T5X checkpoints are T5's"):
+        _spec_params(spec.__class__(name="t5x", family="llama", checkpoint=str(path)))
+
+
+def test_t5x_tensorstore_checkpoint_through_the_eval_command(tmp_path):
+    """A tensorstore-layout T5X checkpoint of the `tiny` preset's shapes evaluated by the
+    `eval` command (tiny.gin: preset 'tiny', byte tokenizer); the vocabulary size is the
+    checkpoint's (300 rows here, not the tokenizer's 259)."""
+    from jaxrobust import inference, main
+    from jaxrobust.storage import records
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent / "fixtures"))
+    import eval_tasks  # noqa: F401  (jr:toyqa:qa)
+
+    config = t5_config.get_preset("tiny", vocab_size=300)
+    params = t5.T5(config).init(jax.random.PRNGKey(5), *t5.dummy_inputs())["params"]
+    params = jax.tree_util.tree_map(
+        lambda x: x.value if hasattr(x, "value") else x,
+        params,
+        is_leaf=lambda x: hasattr(x, "value"),
+    )
+    ckpt = tmp_path / "checkpoint_7"
+    _write_tensorstore_checkpoint(params, ckpt)
+    spec = inference.ModelSpec(name="ts", preset="tiny", checkpoint=str(ckpt), tokenizer="byte")
+    model, got = _spec_params(spec)
+    assert model.config.vocab_size == 300
+    for k, v in _flat(params).items():
+        np.testing.assert_array_equal(got[k], v)
+    out = tmp_path / "out"
+    argv = [
+        "eval",
+        "--gin_file=gin_configs/runs/eval.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        "--gin.MIXTURES=['jr:toyqa:qa:toyqa_o1']",
+        f"--gin.OUTPUT_DIR='{out}'",
+        "--gin.TASK_MODULES=['eval_tasks']",
+        f"--gin.TINY_CHECKPOINT='{ckpt}'",
+    ]
+    assert main.main(argv) == 0
+    header = records.read_records(out / "records/tiny-t5/jr__toyqa__qa__toyqa_o1.jsonl").header
+    assert header["config"]["weights_digest"] == model.weights_digest
+
+
+def _hub_cache(root: pathlib.Path, repo_id: str, source: pathlib.Path, rev: str) -> None:
+    """`source`'s files laid out as huggingface_hub caches a snapshot: blobs named by
+    content hash, snapshots/<rev>/ symlinks to them, refs/main naming the revision."""
+    import hashlib
+
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    snap = repo / "snapshots" / rev
+    snap.mkdir(parents=True)
+    for f in sorted(source.iterdir()):
+        data = f.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        (snap / f.name).symlink_to(pathlib.Path("../../blobs") / blob.name)
+
+
+def test_hub_id_resolves_through_the_huggingface_hub_cache_offline(tmp_path):
+    """`--checkpoint org/name` (no such local folder) is found in huggingface_hub's cache
+    with HF_HUB_OFFLINE=1; an id not in the cache is a CheckpointError naming the cache."""
+    from tokenizers import SentencePieceUnigramTokenizer
+
+    from jaxrobust import inference
+
+    src = tmp_path / "src"
+    config = t5_config.get_preset("tiny", vocab_size=96)
+    params = t5.T5(config).init(jax.random.PRNGKey(2), *t5.dummy_inputs())["params"]
+    params = jax.tree_util.tree_map(
+        lambda x: x.value if hasattr(x, "value") else x,
+        params,
+        is_leaf=lambda x: hasattr(x, "value"),
+    )
+    checkpoints.export_hf_t5(params, config, src)
+    spm = SentencePieceUnigramTokenizer()
+    words = ["is paris the capital of france", "smoke came from a fire", "yes no true false"]
+    spm.train_from_iterator(
+        words * 20, vocab_size=60, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>"
+    )
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=spm, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(src)
+    cache = tmp_path / "hf_home" / "hub"
+    _hub_cache(cache, "jaxrobust-test/tiny-t5", src, "0123456789abcdef0123456789abcdef01234567")
+    env = {
+        **{k: v for k, v in __import__("os").environ.items() if not k.startswith("HF_")},
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "JAX_PLATFORMS": "cpu",
+    }
+    score = [sys.executable, "-m", "jaxrobust.main", "score"]
+    cwd = tmp_path  # No folder jaxrobust-test/ here: the id is not a local path.
+    proc = subprocess.run(
+        [*score, "--checkpoint", "jaxrobust-test/tiny-t5"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "checkpoint jaxrobust-test/tiny-t5" in proc.stdout
+    # The same weights as the folder itself (the cache's symlinks read as files).
+    want = inference.load_model(
+        inference.ModelSpec(name="src", checkpoint=str(src)), partitioning.make_mesh()
+    )
+    code = (
+        "from jaxrobust import inference; from jaxrobust.parallel import partitioning; "
+        "m = inference.load_model(inference.ModelSpec(name='hub', "
+        "checkpoint='jaxrobust-test/tiny-t5'), partitioning.make_mesh()); "
+        "print(m.weights_digest, m.tokenizer.vocab_size)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [want.weights_digest, str(want.tokenizer.vocab_size)]
+    proc = subprocess.run(
+        [*score, "--checkpoint", "jaxrobust-test/absent"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "jaxrobust-test/absent: no such local folder" in proc.stderr
+    assert str(cache) in proc.stderr and "HF_HUB_OFFLINE is set" in proc.stderr

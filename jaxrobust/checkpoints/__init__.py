@@ -27,7 +27,13 @@ from jaxrobust.checkpoints.hf_files import (
     config_from_hf,
     read_hf_config,
 )
-from jaxrobust.checkpoints.native import load_t5x, restore_params, save_params
+from jaxrobust.checkpoints.native import (
+    is_t5x,
+    load_t5x,
+    restore_params,
+    save_params,
+    t5x_config,
+)
 from jaxrobust.checkpoints.placing import (
     CHUNK_BYTES,
     Source,
@@ -51,6 +57,7 @@ __all__ = [
     "export_hf_t5",
     "hf_items",
     "hf_source",
+    "is_t5x",
     "llama_param_shapes",
     "load_hf_llama",
     "load_hf_t5",
@@ -59,4 +66,5 @@ __all__ = [
     "restore_params",
     "save_params",
     "t5_param_shapes",
+    "t5x_config",
 ]

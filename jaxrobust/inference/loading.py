@@ -5,14 +5,24 @@ training, the `score` command and the benchmark alike:
 
 1. the family: `families.get_family(spec.family)`;
 2. the tokenizer (`make_tokenizer`): 'byte', an HF directory, or the checkpoint's;
-3. the config: the checkpoint's `config.json`, else the preset with the
+3. the config: an HF checkpoint's `config.json`; for a T5X checkpoint the preset
+   (or a `config.json` given as the preset, or one beside the checkpoint) with the
+   checkpoint's vocabulary size; with random weights the preset with the
    tokenizer's vocabulary size;
 4. the rules: the standard logical axis rules, with every axis the mesh does not
    divide replicated (`partitioning.fit_rules_to_dims`: a 32001-row vocabulary,
    the byte tokenizer's 259 rows);
 5. the parameters, created in their shardings: read tensor by tensor from the
-   HF checkpoint (`Family.load_hf`), or initialised from `spec.seed` by the
-   jitted init (`partitioning.init_sharded`), then cast to `spec.dtype`.
+   HF checkpoint (`Family.load_hf`) or the T5X one (`checkpoints.load_t5x`), or
+   initialised from `spec.seed` by the jitted init (`partitioning.init_sharded`),
+   then cast to `spec.dtype`.
+
+Where checkpoints and tokenizers come from (`local_source`): a local path; an
+object-store URL (`gs://...`, `memory://...`), copied whole into a local
+temporary folder for the load (the disk needs room for it); or a Hugging Face
+hub id (`google/flan-t5-xl`, any `org/name` that is not a local path), resolved
+by `huggingface_hub.snapshot_download`: its cache (`HF_HUB_CACHE` / `HF_HOME`),
+or a download where the network allows (`HF_HUB_OFFLINE=1`: the cache only).
 
 Before any weight is read, the tokenizer's ids are checked against the model's
 vocabulary: an id at or past the embedding's last row would score NaN
@@ -36,9 +46,14 @@ start from the same weights for the same seed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -49,7 +64,7 @@ from jaxrobust.inference import families, prompt_formats
 from jaxrobust.inference import tokenizer as tokenizer_lib
 from jaxrobust.inference.engine import Engine
 from jaxrobust.parallel import partitioning
-from jaxrobust.storage import records
+from jaxrobust.storage import files, records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +74,13 @@ class ModelSpec:
 
     name: str  # Label in paths, records and report rows, e.g. 'flan-t5-xl'.
     family: str = "t5"  # Architecture: a `families` name ('t5', 'llama', or registered).
-    preset: str = ""  # Preset (models/t5_config.py, llama_config.py); random-weight shapes.
-    checkpoint: str = ""  # HF directory; '' = random weights of `preset` (tests, demos).
-    tokenizer: str = ""  # '' = the checkpoint's; 'byte' = ByteTokenizer; else an HF dir.
+    # Preset (models/t5_config.py, llama_config.py), or an HF config.json path: the shapes
+    # of random weights and of T5X checkpoints.
+    preset: str = ""
+    # HF directory, HF hub id ('google/flan-t5-xl') or T5X checkpoint (msgpack file or
+    # tensorstore folder), local or gs://; '' = random weights of `preset` (tests, demos).
+    checkpoint: str = ""
+    tokenizer: str = ""  # '' = the checkpoint's; 'byte' = ByteTokenizer; else HF dir/hub id.
     prompt_format: str = "none"  # prompt_formats name wrapping each input (LLaMA family).
     series: str = ""  # Size-curve grouping, e.g. 'flan-t5'; '' = no curve.
     params_b: float = 0.0  # Parameters in billions (x axis of the size curve).
@@ -76,17 +95,95 @@ class ModelSpec:
         records.model_dirname(self.name)
 
 
-def make_tokenizer(spec: ModelSpec) -> Any:
-    """The spec's tokenizer: 'byte', else the HF directory `tokenizer` or `checkpoint`."""
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# What a hub download fetches: config, weights (safetensors or .bin), tokenizer files.
+HUB_FILES = ["*.json", "*.safetensors", "pytorch_model*.bin", "*.model", "*.txt"]
+
+
+def hub_snapshot(repo_id: str) -> str:
+    """The local folder of hub model `repo_id` (huggingface_hub's cache, or a download).
+
+    Raises:
+      CheckpointError: not cached and not downloadable (offline, unknown id), naming
+        the cache folder.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    try:
+        return huggingface_hub.snapshot_download(repo_id, allow_patterns=HUB_FILES)
+    except Exception as e:  # noqa: BLE001 (offline, unknown repo, network: one message)
+        raise checkpoints.CheckpointError(
+            f"{repo_id}: no such local folder, and as a Hugging Face hub id it is neither in "
+            f"the cache ({constants.HF_HUB_CACHE}) nor downloadable"
+            f"{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}: "
+            f"{type(e).__name__}: {e}"
+        ) from None
+
+
+@contextlib.contextmanager
+def local_source(name: str) -> Iterator[str]:
+    """A local path for a checkpoint or tokenizer `name` (see the module docstring):
+    itself, a temporary copy of an object-store URL, or a hub snapshot; '' stays ''."""
+    if not name or name == "byte":
+        yield name
+    elif not files.is_local(name):
+        with tempfile.TemporaryDirectory(prefix="jaxrobust-") as scratch:
+            src = files.path(name)
+            if not src.exists():
+                raise checkpoints.CheckpointError(f"{name}: no such file or folder")
+            local = os.path.join(scratch, src.name)
+            if src.is_dir():
+                files.download_tree(src, local)
+            else:
+                with open(local, "wb") as f:
+                    f.write(src.read_bytes())
+            yield local
+    elif os.path.exists(name) or not HUB_ID.fullmatch(name):
+        yield name
+    else:
+        yield hub_snapshot(name)
+
+
+def make_tokenizer(spec: ModelSpec, checkpoint: str | None = None) -> Any:
+    """The spec's tokenizer: 'byte', else the HF directory (or hub id, or URL) `tokenizer`,
+    else the checkpoint's (`checkpoint`: its local path, when the caller resolved it)."""
     if spec.tokenizer == "byte":
         return tokenizer_lib.ByteTokenizer()
-    directory = spec.tokenizer or spec.checkpoint
-    if not directory:
+    if not spec.tokenizer and not spec.checkpoint:
         raise ValueError(
             f"model {spec.name!r}: random weights need ModelSpec.tokenizer ('byte' or an "
             "HF tokenizer directory)"
         )
-    return tokenizer_lib.HFTokenizer(directory)
+    if spec.tokenizer:
+        with local_source(spec.tokenizer) as directory:
+            return tokenizer_lib.HFTokenizer(directory)
+    with contextlib.ExitStack() as stack:
+        local = checkpoint or stack.enter_context(local_source(spec.checkpoint))
+        if checkpoints.is_t5x(local):
+            raise ValueError(
+                f"model {spec.name!r}: the T5X checkpoint {spec.checkpoint} holds no tokenizer; "
+                "set ModelSpec.tokenizer ('byte', an HF tokenizer directory or a hub id such "
+                "as 'google/flan-t5-xl')"
+            )
+        return tokenizer_lib.HFTokenizer(local)
+
+
+def preset_config(spec: ModelSpec, family: families.Family, **overrides: Any) -> Any:
+    """The config `spec.preset` names: a preset, or an HF `config.json` file."""
+    if spec.preset.endswith(".json"):
+        if family.from_hf_config is None:
+            raise ValueError(f"model {spec.name!r}: family {family.name!r} reads no config.json")
+        with local_source(spec.preset) as path:
+            try:
+                hf = json.loads(open(path).read())
+                return family.from_hf_config(hf, **overrides)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise checkpoints.CheckpointError(
+                    f"model {spec.name!r}: preset {spec.preset}: not an HF config.json of "
+                    f"family {family.name!r}: {type(e).__name__}: {e}"
+                ) from None
+    return family.get_preset(spec.preset or "tiny", **overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,32 +241,52 @@ def load_model(
       config_overrides: config fields to replace, e.g. `{'dtype': 'bfloat16'}`
         for bfloat16 activations (parameters follow `spec.dtype`).
     """
+    with local_source(spec.checkpoint) as checkpoint:
+        return _load_model(spec, checkpoint, mesh, rules, tokenizer, config_overrides)
+
+
+def _load_model(spec, checkpoint, mesh, rules, tokenizer, config_overrides) -> LoadedModel:
+    """`load_model` with the checkpoint at the local path `checkpoint`."""
     family = families.get_family(spec.family)
-    if spec.checkpoint and (family.load_hf is None or family.from_hf_config is None):
+    t5x = bool(checkpoint) and checkpoints.is_t5x(checkpoint)
+    if t5x and family.name != "t5":
+        raise ValueError(
+            f"model {spec.name!r}: {spec.checkpoint} is a T5X checkpoint; family "
+            f"{family.name!r} reads HF checkpoints only (T5X checkpoints are T5's: family 't5')"
+        )
+    if checkpoint and not t5x and (family.load_hf is None or family.from_hf_config is None):
         raise ValueError(
             f"model {spec.name!r}: family {family.name!r} reads no HF checkpoints "
             f"(ModelSpec.checkpoint={spec.checkpoint!r}); leave it '' for random weights"
         )
-    tok = tokenizer if tokenizer is not None else make_tokenizer(spec)
+    tok = tokenizer if tokenizer is not None else make_tokenizer(spec, checkpoint)
     overrides = dict(config_overrides or {})
-    if spec.checkpoint:
-        config = checkpoints.config_from_hf(spec.checkpoint, family.from_hf_config, **overrides)
+    if t5x:
+        given = preset_config(spec, family, **overrides) if spec.preset else None
+        config = checkpoints.t5x_config(checkpoint, given, where=f"model {spec.name!r}")
+        if given is None and overrides:
+            config = config.replace(**overrides)
+    elif checkpoint:
+        config = checkpoints.config_from_hf(checkpoint, family.from_hf_config, **overrides)
     else:
         if getattr(tok, "vocab_size", None) is not None:
             overrides = {"vocab_size": tok.vocab_size, **overrides}
-        config = family.get_preset(spec.preset or "tiny", **overrides)
+        config = preset_config(spec, family, **overrides)
     _check_vocabulary(spec, family.logical_dims(config), tok)
     base = rules if rules is not None else partitioning.standard_logical_axis_rules()
     rules = partitioning.fit_rules_to_dims(base, mesh, family.logical_dims(config))
     dtype = jnp.dtype(spec.dtype)
-    if spec.checkpoint:
+    if checkpoint:
         shardings = partitioning.logical_to_shardings(
             family.param_logical_axes(config), mesh, rules
         )
         digest = checkpoints.WeightsDigest()
-        config, params = family.load_hf(
-            spec.checkpoint, shardings=shardings, dtype=dtype, config=config, digest=digest
-        )
+        if t5x:
+            params = checkpoints.load_t5x(checkpoint, config, shardings, dtype, digest=digest)
+        else:
+            config, params = family.load_hf(
+                checkpoint, shardings=shardings, dtype=dtype, config=config, digest=digest
+            )
         weights_digest = digest.hexdigest()
     else:
         init = family.init(config)

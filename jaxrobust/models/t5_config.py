@@ -85,7 +85,9 @@ PRESETS["flan-t5-xxl"] = PRESETS["t5-v1_1-xxl"]
 # T0 is T5 v1.1 LM-adapted: the same shapes as t5-v1_1-xl / -xxl.
 PRESETS["t0-3b"] = PRESETS["t5-v1_1-xl"]
 PRESETS["t0pp"] = PRESETS["t5-v1_1-xxl"]
-# Test-sized models: the widths of the T5X test checkpoint, and a CPU-sized one.
+# A CPU-sized model for tests and demos (random weights, tiny.gin). T5X's own test
+# checkpoint has other widths (embed 8, heads of 3, mlp 16; vocabulary 32128): its
+# shapes are tests/fixtures/t5x/test_t5_tiny_config.json.
 PRESETS["tiny"] = T5Config(
     vocab_size=512,
     emb_dim=32,
@@ -104,6 +106,16 @@ PRESETS["study-small"] = T5Config(
     head_dim=16,
     mlp_dim=128,
     num_encoder_layers=2,
+    num_decoder_layers=2,
+)
+# Its second edition: wider, pretrained by span corruption before instruction tuning.
+PRESETS["study-base"] = T5Config(
+    vocab_size=1024,
+    emb_dim=128,
+    num_heads=4,
+    head_dim=32,
+    mlp_dim=256,
+    num_encoder_layers=3,
     num_decoder_layers=2,
 )
 
