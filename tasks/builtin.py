@@ -91,6 +91,7 @@ def spec(task: str, seed: int = SEED) -> registry.TaskSpec:
         sample=world.records(task, "validation", seed)[0],
         negative_label=world.NO_RELATION if task == "rel" else "",
         family=f"builtin_{task}",
+        shortening=registry.Shortening(("passage",)),
     )
 
 
@@ -186,6 +187,7 @@ def all_spec(seed: int = SEED) -> registry.TaskSpec:
         prepare=_all_prepare,
         sample=_all_records("validation", seed)[0],
         family="builtin_all",
+        shortening=registry.Shortening(("passage",)),
     )
 
 

@@ -27,13 +27,29 @@ from etils import epath
 from jaxrobust.tasks import extending, registry
 from jaxrobust.tasks import relation_schemas as schemas
 
-from jaxrobust.data import datasets, flan, qa4re
+from jaxrobust.data import datasets, flan, parts, qa4re
 from jaxrobust.data import templates as tmpl
 
 BANKS = pathlib.Path(__file__).parent / "banks"
 LETTERS = string.ascii_uppercase
 FEWREL_WAYS = 5
 FEWREL_SEED = 0
+
+
+def entity_window(record: dict, field: str) -> tuple[int, int]:
+    """The words of `record[field]` (``sentence`` or ``tagged``) from the first entity
+    mention to the last, which a shortened sentence keeps (`parts.tagged_window`).
+
+    The plain sentence is the tagged one without its tags, word for word; where
+    the word counts differ the whole sentence is kept.
+    """
+    window = parts.tagged_window(record["tagged"])
+    n = len(record[field].split(" "))
+    return window if n == len(record["tagged"].split(" ")) else (0, n)
+
+
+# A too-long input loses words of its sentence only, around both entity mentions.
+SHORTENING = registry.Shortening(("sentence", "tagged"), keep=entity_window)
 
 
 def _base_variables(record: dict) -> dict:
@@ -100,6 +116,7 @@ def semeval_specs() -> list[registry.TaskSpec]:
         read=datasets.read_semeval,
         sample=SEMEVAL_SAMPLE,
         negative_label="Other",
+        shortening=SHORTENING,
     )
     return [
         registry.TaskSpec(
@@ -152,6 +169,7 @@ def tacred_specs(variant: str) -> list[registry.TaskSpec]:
         read=functools.partial(datasets.read_tacred, variant),
         sample=TACRED_SAMPLE,
         negative_label="no_relation",
+        shortening=SHORTENING,
     )
     return [
         registry.TaskSpec(
@@ -233,6 +251,7 @@ def fewrel_specs(ways: int = FEWREL_WAYS, seed: int = FEWREL_SEED) -> list[regis
         read=read_fewrel_named,
         sample=FEWREL_SAMPLE,
         negative_label="",
+        shortening=SHORTENING,
     )
     return [
         registry.TaskSpec(format="re", prepare=plain, family="re", **common),

@@ -231,7 +231,7 @@ def test_file_from_before_schema_versions_reads_as_schema_1_and_is_kept(tmp_path
     """Complete files written before headers carried `schema_version` read as schema 1;
     a run of a later schema refuses such a file by name (its header differs: its config
     lacks fields the new one has) and leaves it as it was."""
-    assert records.SCHEMA_VERSION == 2
+    assert records.SCHEMA_VERSION == 3
     path = tmp_path / "old.jsonl"
     evaluation.evaluate_file(path, _without_schema(10), EXAMPLES, _fake_scorer()[0], 4)
     assert b"schema_version" not in path.read_bytes()

@@ -1,11 +1,13 @@
 """The examples a run scores: task and mixture names resolved, every task's examples
-rendered, and their fingerprints (which every process checks it shares)."""
+rendered (with their input in parts, `model_input`), and their fingerprints (which
+every process checks it shares)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
 
+from jaxrobust.data.parts import InputParts
 from jaxrobust.evaluation.options import EvalOptions
 from jaxrobust.parallel import distributed
 from jaxrobust.storage import records
@@ -47,14 +49,32 @@ def task_split(task: str, options: EvalOptions) -> str:
 
 def task_examples(task: str, options: EvalOptions) -> list[dict]:
     """The task's examples of its split (`task_split`), rendered under its template
-    (first `options.limit`, choices seeded by `options.render_seed`)."""
+    (first `options.limit`, choices seeded by `options.render_seed`), each with its
+    ``input_parts`` (`model_input`)."""
     from jaxrobust.tasks import registry
 
     spec, template = registry.REGISTERED[task]
     split = task_split(task, options)
     return list(
-        registry.examples(spec, template, split, limit=options.limit, seed=options.render_seed)
+        registry.examples(
+            spec, template, split, limit=options.limit, seed=options.render_seed, parts=True
+        )
     )
+
+
+def model_input(example: dict) -> InputParts | str:
+    """What the engine scores: the example's input in parts (only the shortenable
+    part, a passage or a sentence, is shortened to fit), else its plain text."""
+    parts = example.get("input_parts")
+    if parts is None:
+        return example["inputs"]
+    out = InputParts.from_dict(parts)
+    if out.text != example["inputs"]:
+        raise ValueError(
+            f"example {example.get('example_id')!r}: its input_parts do not join to its "
+            f"inputs ({out.text[:80]!r} vs {example['inputs'][:80]!r})"
+        )
+    return out
 
 
 def check_not_empty(examples: dict[str, list[dict]], splits: dict[str, str], options) -> None:

@@ -1,16 +1,31 @@
 """Host-side input preparation: truncation that only shortens the passage, and buckets.
 
-`truncate_to_fit` / `truncate_passage` shorten only the passage of an input
-(never its instruction, options or answer cue) until its tokens fit; a task
-hands the engine a `Truncatable` for that. `bucket` rounds a size up to the
-next of a fixed set of padded sizes, so a run compiles a bounded set of
-programs; `power_of_two_buckets` is the default set of input lengths.
+`fit_input` is the one truncation of every path (evaluation, training,
+`score`; T5 and LLaMA): an input given in parts (`jaxrobust.data.parts.InputParts`,
+what the tasks yield) loses words of its shortenable segments only (a
+passage, a sentence around its entity mentions) until its tokens fit; its
+instruction, question, options and answer cue are never cut. An input that
+cannot fit even then, or a plain string that is too long (nothing in it is
+known to be shortenable), is cut by the model's own rule (T5: the first
+tokens and EOS; LLaMA: BOS and the last tokens) and flagged `protected_cut`.
+`truncation="right"` (and `full_text`, what the engine's mode 'sun' cuts) is
+the paper-faithful plain cut of Sun et al., the parts ignored.
+`truncate_to_fit` / `truncate_passage` / `Truncatable` are the same search for
+a passage given as a render function.
+
+`bucket` rounds a size up to the next of a fixed set of padded sizes, so a
+run compiles a bounded set of programs; `power_of_two_buckets` is the default
+set of input lengths.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+
+from jaxrobust.data.parts import InputParts
+
+TRUNCATIONS = ("parts", "right")
 
 # ---------------------------------------------------------------------------
 # Truncation that only shortens the passage.
@@ -81,6 +96,74 @@ def truncate_passage(
         lambda k: before + " ".join(words[:k]) + after, len(words), count_tokens, max_tokens
     )
     return text, kept < len(words)
+
+
+def full_text(x: str | InputParts | Truncatable) -> str:
+    """The whole input, nothing shortened."""
+    if isinstance(x, InputParts):
+        return x.text
+    if isinstance(x, Truncatable):
+        return x.render(x.num_words)
+    return x
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """One input made to fit: the text to tokenise and what was cut."""
+
+    text: str  # The prompt text (prompt format applied), before any token cut.
+    truncated: bool  # Shortened to fit (shortenable words dropped, or tokens cut).
+    protected_cut: bool  # It still did not fit: the model's cut may lose protected text.
+
+
+def fit_input(
+    x: str | InputParts | Truncatable,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    apply: Callable[[str], str] = lambda s: s,
+    truncation: str = "parts",
+) -> Fitted:
+    """The input's text shortened in its shortenable parts only until it fits.
+
+    Args:
+      x: an `InputParts` (or a `Truncatable`); a plain string has nothing known
+        to be shortenable.
+      count_tokens: prompt text -> its token count as the model encodes it.
+      max_tokens: the model's input length.
+      apply: the prompt format wrapped around the input (`prompt_formats`).
+      truncation: "parts" (shorten the shortenable parts), or "right" (Sun et
+        al.: the full text, cut by the model's rule; any cut is flagged
+        `protected_cut`, since it ignores the parts).
+
+    Returns:
+      `Fitted`: when `text` still has more than `max_tokens` tokens, the caller
+      cuts its ids by the model's rule (`protected_cut` is then True).
+    """
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation {truncation!r}: expected one of {TRUNCATIONS}")
+    if isinstance(x, str):
+        x = InputParts.whole(x)
+    if isinstance(x, Truncatable):
+        full, render, top = x.render(x.num_words), x.render, x.num_words
+        shortened = lambda d: render(top - d)  # noqa: E731
+    else:
+        full, shortened, top = x.text, x.render, x.max_drop
+    text = apply(full)
+    if count_tokens(text) <= max_tokens:
+        return Fitted(text, False, False)
+    if truncation == "right" or top == 0:
+        return Fitted(text, True, True)
+    shortest = apply(shortened(top))
+    if count_tokens(shortest) > max_tokens:
+        return Fitted(shortest, True, True)
+    lo, hi = 0, top  # shortened(lo) does not fit; shortened(hi) does.
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_tokens(apply(shortened(mid))) <= max_tokens:
+            hi = mid
+        else:
+            lo = mid
+    return Fitted(apply(shortened(hi)), True, False)
 
 
 # ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ Scoring modes of `Engine.rank_classify`:
 - `"sun"`: a reproduction of Sun et al. (2023, "Evaluating the Zero-shot
   Robustness of Instruction-tuned Language Models"; the rule of their
   `inference_modules.py` and `metrics.py`, jiudingsun01/InstructionEval). The
-  full input (a `Truncatable` is rendered whole) is cut from the right at
+  full input (`InputParts` or a `Truncatable` rendered whole) is cut from the right at
   `sun_max_input_len` = 512 tokens, as their HF tokenizer call with
   `truncation=True` does (T5: the first 511 tokens and EOS; LLaMA: BOS and the
   first 511, which can cut the prompt format's answer cue). Each option is
@@ -34,6 +34,12 @@ Scoring modes of `Engine.rank_classify`:
   (`generation.match_option(..., letters=False)`), else `generation.NO_MATCH`.
 
 Ties (equal scores) go to the lowest option index (`np.argmax`).
+
+Truncation in the other modes (`batching.fit_input`): an input given as
+`InputParts` (what the tasks yield) loses words of its shortenable parts only;
+one that cannot fit even then, and a plain string that is too long, is cut by
+the adapter's rule and flagged `RankResult.protected_cut` (in mode 'sun' every
+cut is flagged so: the paper's cut ignores the parts).
 
 Multi-host: each process passes its own examples; the processes agree (one
 all-gather) on the number of steps and each step's bucket shapes, and a
@@ -64,12 +70,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrobust.inference import families, generation, prompt_formats
+from jaxrobust.data.parts import InputParts
+from jaxrobust.inference import batching, families, generation, prompt_formats
 from jaxrobust.inference.batching import (
     Truncatable,
     bucket,
+    fit_input,
+    full_text,
     power_of_two_buckets,
-    truncate_to_fit,
 )
 from jaxrobust.parallel import distributed, partitioning
 
@@ -83,10 +91,15 @@ class RankResult:
     probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni").
     truncated: bool  # The input was shortened to fit.
     generated: str | None = None  # The generated text ("ni" mode).
+    protected_cut: bool = False  # It did not fit even shortened: protected text may be cut.
 
 
 # Sun et al.'s `generate(max_new_tokens=32)`: no option token past step 32 is read.
 SUN_MAX_NEW_TOKENS = 32
+
+
+# An input: its rendered text, or the text in parts (`InputParts`, `Truncatable`).
+Input = str | InputParts | Truncatable
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -118,7 +131,8 @@ class Engine:
       batch_size: global rows per step (a multiple of the `data` axis size and
         of the process count); short batches are padded with dummy rows.
       max_input_len: encoder (T5) or prompt (LLaMA, BOS included) tokens; longer
-        inputs are truncated (T5 keeps the start, LLaMA the end with the cue).
+        inputs lose shortenable words (`InputParts`); what still does not fit is
+        cut (T5 keeps the start, LLaMA the end with the cue) and flagged.
       length_buckets / option_len_buckets / option_count_buckets: padded sizes.
       sun_max_input_len: the Sun et al. mode's truncation length.
       ni_max_new_tokens: the Ni et al. mode's generation length; None uses the
@@ -215,33 +229,37 @@ class Engine:
     def _count(self, text: str) -> int:
         return len(self.adapter.encode_prompt(text))
 
-    def render_input(self, x: str | Truncatable, max_len: int) -> tuple[str, bool]:
-        """The prompt text of one input (format applied) and whether passage words were cut.
+    def _fit(self, x: Input, max_len: int) -> batching.Fitted:
+        return fit_input(x, self._count, max_len, self.prompt_format.apply)
 
-        A `Truncatable` loses passage words until the formatted prompt fits
-        `max_len` tokens; a plain string is returned whole (see `encode_input`).
+    def render_input(self, x: Input, max_len: int) -> tuple[str, bool]:
+        """The prompt text of one input (format applied) and whether it was shortened.
+
+        `InputParts` / `Truncatable` lose shortenable words until the formatted
+        prompt fits `max_len` tokens (`batching.fit_input`); a plain string is
+        returned whole (see `encode_input`).
         """
-        fmt = self.prompt_format
-        if isinstance(x, Truncatable):
-            text, kept = truncate_to_fit(
-                lambda k: fmt.apply(x.render(k)), x.num_words, self._count, max_len
-            )
-            return text, kept < x.num_words
-        return fmt.apply(x), False
+        fitted = self._fit(x, max_len)
+        return fitted.text, fitted.truncated
 
-    def encode_input(self, x: str | Truncatable, max_len: int) -> tuple[list[int], bool]:
+    def _encode(self, x: Input, max_len: int) -> tuple[list[int], bool, bool]:
+        """(ids, truncated, protected_cut) of one input, as `encode_input` says."""
+        fitted = self._fit(x, max_len)
+        ids = self.adapter.encode_prompt(fitted.text)
+        if len(ids) <= max_len:
+            return ids, fitted.truncated, fitted.protected_cut
+        return self.adapter.cut(ids, max_len), True, True
+
+    def encode_input(self, x: Input, max_len: int) -> tuple[list[int], bool]:
         """Token ids of one input (prompt format applied) and whether it was truncated.
 
-        A `Truncatable` loses passage words only. A plain string that is too long
-        is cut by the adapter: T5 keeps its first `max_len - 1` tokens and EOS
-        (T5X/HF behaviour, which can cut an answer cue at the end; pass a
-        `Truncatable` to avoid that); LLaMA keeps BOS and the last tokens.
+        `InputParts` lose shortenable words only. What is still too long (a plain
+        string, or parts whose protected text alone exceeds `max_len`) is cut by
+        the adapter and flagged (`_encode`): T5 keeps its first `max_len - 1`
+        tokens and EOS (T5X/HF behaviour, which can cut an answer cue at the
+        end); LLaMA keeps BOS and the last tokens.
         """
-        text, truncated = self.render_input(x, max_len)
-        ids = self.adapter.encode_prompt(text)
-        if len(ids) <= max_len:
-            return ids, truncated
-        return self.adapter.cut(ids, max_len), True
+        return self._encode(x, max_len)[:2]
 
     def _plan(self, lengths: list[tuple[int, ...]], buckets: list[Sequence[int]]):
         """Orders examples by size and agrees per-step bucket shapes across hosts.
@@ -267,7 +285,7 @@ class Engine:
 
     def rank_classify(
         self,
-        inputs: Sequence[str | Truncatable],
+        inputs: Sequence[Input],
         options: Sequence[Sequence[str]],
         mode: str = "standard",
         average: bool = False,
@@ -276,7 +294,8 @@ class Engine:
         """Scores every option of every input; results in input order.
 
         Args:
-          inputs: rendered inputs (or `Truncatable`s), this process's examples.
+          inputs: rendered inputs (`InputParts`, or plain strings: nothing in them
+            shortenable), this process's examples.
           options: per input, its answer options (counts may differ).
           mode: "standard", "sun" or "ni" (see the module docstring).
           average: "standard" only: mean per-token log-likelihood.
@@ -297,18 +316,20 @@ class Engine:
                 raise ValueError(f"example {i}: empty option list")
             if mode == "sun":
                 ids, conts, truncated = self._sun_encode(x, opts)
+                cut = truncated  # The paper's cut ignores the parts.
             else:
-                text, truncated = self.render_input(x, max_len)
-                ids, conts = self.adapter.encode_rank(text, opts, True)  # T5 scores EOS.
+                fitted = self._fit(x, max_len)
+                ids, conts = self.adapter.encode_rank(fitted.text, opts, True)  # T5 scores EOS.
+                truncated, cut = fitted.truncated, fitted.protected_cut
             if any(len(c) == 0 for c in conts):
                 raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
             if len(ids) > max_len:
-                ids, truncated = self.adapter.cut(ids, max_len), True
-            enc.append((ids, truncated))
+                ids, truncated, cut = self.adapter.cut(ids, max_len), True, True
+            enc.append((ids, truncated, cut))
             opt_ids.append(conts)
         sizes = [
             (len(ids), len(opts), max(len(o) for o in opts))
-            for (ids, _), opts in zip(enc, opt_ids, strict=True)
+            for (ids, _, _), opts in zip(enc, opt_ids, strict=True)
         ]
         length_buckets = (
             self.length_buckets if mode == "standard" else (power_of_two_buckets(32, max_len))
@@ -339,10 +360,11 @@ class Engine:
                     prediction=int(np.argmax(sc)),  # Ties -> lowest index.
                     probs=_softmax(sc),
                     truncated=enc[i][1],
+                    protected_cut=enc[i][2],
                 )
         return results  # type: ignore[return-value]
 
-    def _sun_encode(self, x: str | Truncatable, opts: Sequence[str]):
+    def _sun_encode(self, x: Input, opts: Sequence[str]):
         """(input ids, option ids cut to the n steps read, truncated) for mode 'sun'."""
         if not hasattr(self.adapter, "sun_encode"):
             raise NotImplementedError(
@@ -350,7 +372,7 @@ class Engine:
                 "family's adapter has none"
             )
         fmt = self.prompt_format
-        text = fmt.apply(x.render(x.num_words) if isinstance(x, Truncatable) else x)
+        text = fmt.apply(full_text(x))
         ids, conts, truncated = self.adapter.sun_encode(text, opts, self.sun_max_input_len)
         # Only the first n tokens are read (n: the shortest option, at most 32 steps).
         n = min(min(len(c) for c in conts), SUN_MAX_NEW_TOKENS)
@@ -396,19 +418,19 @@ class Engine:
     def _rank_by_generation(self, inputs, options) -> list[RankResult]:
         longest = max(len(self.tokenizer.encode(o)) for opts in options for o in opts)
         steps = self.ni_max_new_tokens or bucket(longest, self.option_len_buckets)
-        texts, truncated = self._generate(inputs, steps)
+        texts, flags = self._generate(inputs, steps)
         out = []
-        for text, trunc, opts in zip(texts, truncated, options, strict=True):
+        for text, (trunc, cut), opts in zip(texts, flags, options, strict=True):
             pred = generation.match_option(text, opts, letters=False)
             onehot = np.zeros(len(opts))
             if pred != generation.NO_MATCH:
                 onehot[pred] = 1.0
-            out.append(RankResult(onehot, pred, onehot.copy(), trunc, text))
+            out.append(RankResult(onehot, pred, onehot.copy(), trunc, text, protected_cut=cut))
         return out
 
-    def _generate(self, inputs, max_new_tokens: int) -> tuple[list[str], list[bool]]:
-        enc = [self.encode_input(x, self.max_input_len) for x in inputs]
-        order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
+    def _generate(self, inputs, max_new_tokens: int) -> tuple[list[str], list[tuple[bool, bool]]]:
+        enc = [self._encode(x, self.max_input_len) for x in inputs]
+        order, steps = self._plan([(len(e[0]),) for e in enc], [self.length_buckets])
         name = f"generate_{max_new_tokens}"
         fn = self.adapter.generate_fn(max_new_tokens)
         texts: list[str] = [""] * len(inputs)
@@ -418,15 +440,15 @@ class Engine:
             tokens = self._run(name, fn, 2, local)
             for row, i in enumerate(idx):
                 texts[i] = self.tokenizer.decode([int(t) for t in tokens[row]])
-        return texts, [t for _, t in enc]
+        return texts, [(e[1], e[2]) for e in enc]
 
-    def generate(self, inputs: Sequence[str | Truncatable], max_new_tokens: int) -> list[str]:
+    def generate(self, inputs: Sequence[Input], max_new_tokens: int) -> list[str]:
         """Greedy continuations (new text only, never the prompt; up to EOS), in input order."""
         return self._generate(inputs, max_new_tokens)[0]
 
     def generate_and_match(
         self,
-        inputs: Sequence[str | Truncatable],
+        inputs: Sequence[Input],
         options: Sequence[Sequence[str]],
         max_new_tokens: int,
     ) -> list[tuple[str, int]]:
@@ -434,7 +456,7 @@ class Engine:
         texts = self.generate(inputs, max_new_tokens)
         return [(t, generation.match_option(t, o)) for t, o in zip(texts, options, strict=True)]
 
-    def pooled_encoder_states(self, inputs: Sequence[str | Truncatable]) -> np.ndarray:
+    def pooled_encoder_states(self, inputs: Sequence[Input]) -> np.ndarray:
         """`[N, D]` float32: each input's final encoder states averaged over its tokens
         (decoder-only models: the final normed states over the prompt's tokens)."""
         enc = [self.encode_input(x, self.max_input_len) for x in inputs]

@@ -7,7 +7,8 @@ equal bytes)::
      "dataset": ..., "format": ..., "n_examples": N, "data_fingerprint": ...,
      "config": {...}, "format_version": 1, "schema_version": 1}
     {"kind": "record", "example_id": ..., "scores": [...], "prediction": ...,
-     "predicted_label": ..., "gold_label": ..., "correct": ..., "truncated": ...}
+     "predicted_label": ..., "gold_label": ..., "correct": ..., "truncated": ...,
+     "protected_cut": ...}
     ...                                 N records in the task's example order
     {"kind": "chunk", "end": n, "pooled_sum": [...]?}   after each committed chunk
     {"kind": "footer", "n_records": N, "sha256": <hex of every byte above>}
@@ -40,8 +41,10 @@ FORMAT_VERSION = 1
 # when a field is added, removed or changes meaning. Files written before headers
 # carried it are schema 1 (`read_records` reads them so). Schema 2: `config` names
 # the weights by content (`weights_digest`) and `split` is the task's resolved split.
+# Schema 3: records say `protected_cut` (the input did not fit with its shortenable
+# part shortened, so the model's cut may have lost instruction, options or cue).
 # A re-run refuses a complete file of another schema (its header differs), naming it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RECORDS_DIR = "records"
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,12 @@ consumes these.
 Tokens and batch layouts are the model family's, through its engine adapter
 (`inference.families`): an example is tokenised and truncated exactly as the
 engine does when it scores it (`encode_rank`, `cut`; T5: input and options
-apart, EOS included; LLaMA: BOS, prompt + option together, the prompt's end
-kept), and rows are laid out by the adapter's `rank_batch` (LLaMA adds a
-left-padded `input_mask`).
+apart, EOS included; LLaMA: BOS, prompt + option together), and rows are laid
+out by the adapter's `rank_batch` (LLaMA adds a left-padded `input_mask`). A
+too-long input loses words of its shortenable part only (the passage, or the
+sentence around its entity mentions: `inference.batching.fit_input` on the
+task's `input_parts`); one that does not fit even so is cut by the adapter's
+rule and counted in a logged warning.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class DataOptions:
     num_held_out: int = 1  # Held-out templates drawn (by `seed`) when none are named.
     num_paraphrases: int = 1  # K paraphrase rows per example per batch; 0 = originals only.
     batch_size: int = 8  # Examples per step (global); the batch has batch_size * (1+K) rows.
-    max_input_len: int = 512  # Input tokens; longer inputs keep their first tokens and EOS.
+    max_input_len: int = 512  # Input tokens; longer inputs lose passage words (`fit_input`).
     eval_split: str = ""  # Split of the held-out evaluation; '' = `split`.
     eval_limit: int | None = 64  # Examples in the held-out evaluation.
     seed: int = 0  # Shuffling, template draws and the held-out choice.
@@ -118,14 +121,17 @@ def encode_examples(
         engine does (`ModelSpec.prompt_format`).
     """
     import jaxrobust.tasks as tasks
-    from jaxrobust.inference import prompt_formats
+    from jaxrobust.evaluation.examples import model_input
+    from jaxrobust.inference import batching, prompt_formats
+    from jaxrobust.tasks import registry
 
     fmt = prompt_formats.get_format(prompt_format)
 
     per_template = []
     for tid in template_ids:
-        exs = list(
-            tasks.examples(split.task_names[tid], data_split, limit=limit, seed=data.render_seed)
+        spec, template = tasks.lookup(split.task_names[tid])
+        exs = registry.examples(
+            spec, template, data_split, limit=limit, seed=data.render_seed, parts=True
         )
         per_template.append({ex["example_id"]: ex for ex in exs})
     ids = [i for i in per_template[0] if all(i in t for t in per_template)]
@@ -141,10 +147,18 @@ def encode_examples(
             len(ids) - len(keep),
         )
     max_len = data.max_input_len
+    cuts = {"truncated": 0, "protected_cut": 0}
 
-    def encode(text: str, targets: list[str]) -> tuple[list[int], list[list[int]]]:
-        """As the engine scores it: (input ids cut to `max_len`, target ids), EOS included."""
-        ids, conts = adapter.encode_rank(fmt.apply(text), targets, True)
+    def count(text: str) -> int:
+        return len(adapter.encode_prompt(text))
+
+    def encode(ex: dict, targets: list[str]) -> tuple[list[int], list[list[int]]]:
+        """As the engine scores it: (input ids fitted to `max_len`, target ids), EOS included."""
+        fitted = batching.fit_input(model_input(ex), count, max_len, fmt.apply)
+        ids, conts = adapter.encode_rank(fitted.text, targets, True)
+        cut = fitted.protected_cut or len(ids) > max_len
+        cuts["truncated"] += fitted.truncated or cut
+        cuts["protected_cut"] += cut
         return (ids if len(ids) <= max_len else adapter.cut(ids, max_len)), conts
 
     inputs, options = [], []
@@ -153,7 +167,7 @@ def encode_examples(
         for i in keep:
             ex = exs[i]
             if generation:
-                ids, conts = encode(ex["inputs"], [ex["targets"]])
+                ids, conts = encode(ex, [ex["targets"]])
             else:
                 labels = list(first[i]["option_labels"])
                 if sorted(ex["option_labels"]) != sorted(labels):
@@ -163,11 +177,21 @@ def encode_examples(
                         "the KL needs the same answer options under every template"
                     )
                 by_label = dict(zip(ex["option_labels"], ex["options"], strict=True))
-                ids, conts = encode(ex["inputs"], [by_label[lab] for lab in labels])
+                ids, conts = encode(ex, [by_label[lab] for lab in labels])
             row_inputs.append(ids)
             rows.append(conts)
         inputs.append(row_inputs)
         options.append(rows)
+    if cuts["truncated"]:
+        log.warning(
+            "%s: %d of %d inputs shortened to %d tokens; %d of them did not fit with the "
+            "passage shortened and lost protected text (instruction, options or cue)",
+            split.task,
+            cuts["truncated"],
+            len(keep) * len(template_ids),
+            max_len,
+            cuts["protected_cut"],
+        )
     answer = np.array(
         [0 if generation else first[i]["option_labels"].index(first[i]["label"]) for i in keep],
         np.int32,
