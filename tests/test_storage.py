@@ -107,3 +107,110 @@ def test_append_file_keeps_a_prefix_and_commits(tmp_path, monkeypatch, local):
     f.commit(tmp_path / "f")
     assert (tmp_path / "f").read_bytes() == b"head\nchunk1\nchunk2\nend\n"
     assert os.listdir(tmp_path) == ["f"]
+
+
+# ---------------------------------------------------------------------------
+# Whole runs on an object store: fsspec's in-memory file system (`memory://`).
+# ---------------------------------------------------------------------------
+
+
+def test_memory_urls_are_an_object_store_path_not_a_local_folder():
+    """epath knows no memory://; the file layer registers it (before: KeyError), and
+    `files.path` keeps URLs (pathlib's absolute() made gs://b/x the local ./gs:/b/x)."""
+    p = epath.Path("memory://h5-paths/a/b.txt")
+    assert os.fspath(p) == "memory://h5-paths/a/b.txt" and os.fspath(p.parent.parent) == (
+        "memory://h5-paths"
+    )
+    files.write_atomic(p, "x")
+    assert p.read_text() == "x" and not files.is_local(p)
+    assert os.fspath(files.path("gs://b/x")) == "gs://b/x"
+    assert os.fspath(files.path("rel/x")) == os.path.abspath("rel/x")
+    with files.local_copy("memory://h5-paths/a") as local:
+        assert (local / "b.txt").read_text() == "x"
+    assert not os.path.exists("memory:") and not os.path.exists("gs:")
+
+
+@pytest.mark.heavy
+def test_eval_report_and_train_prompt_on_an_object_store(tmp_path, monkeypatch):
+    """The checkpoint, eval's output folder, the report, training's workdir (Orbax,
+    TensorBoard, the prompt) and the trained prompt read back by eval, all on memory://;
+    the records are byte-equal to the same run on a local disk, and nothing lands in a
+    local folder named after the URL."""
+    import sys
+    import uuid
+
+    import jax
+    from flax import linen as nn
+
+    from jaxrobust import inference, main
+    from jaxrobust.inference.tokenizer import ByteTokenizer
+
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    monkeypatch.syspath_prepend(fixtures)
+    monkeypatch.chdir(tmp_path)  # A ./memory: folder would show up here.
+    assert sys.path[0] == fixtures
+    bucket = f"memory://h5-{uuid.uuid4().hex[:8]}"
+    family = inference.get_family("t5")
+    config = family.get_preset("tiny", vocab_size=ByteTokenizer().vocab_size)
+    params = nn.meta.unbox(jax.jit(family.init(config))(jax.random.PRNGKey(0)))["params"]
+    family.export_hf(params, config, tmp_path / "ckpt")
+    files.upload_tree(tmp_path / "ckpt", f"{bucket}/ckpt")
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    gin = [f"--gin_search_paths={repo}"]
+
+    def eval_argv(out, *extra):
+        return [
+            "eval",
+            *gin,
+            "--gin_file=gin_configs/runs/eval.gin",
+            "--gin_file=gin_configs/tiny.gin",
+            "--gin.MIXTURES=['jr:toyqa:qa:toyqa_o1', 'jr:toyqa:qa:toyqa_u1']",
+            f"--gin.OUTPUT_DIR='{out}'",
+            "--gin.TASK_MODULES=['eval_tasks']",
+            *extra,
+        ]
+
+    ckpt = f"--gin.TINY_CHECKPOINT='{bucket}/ckpt'"
+    assert main.main(eval_argv(f"{bucket}/out", ckpt)) == 0
+    assert main.main(eval_argv(tmp_path / "local", f"--gin.TINY_CHECKPOINT='{tmp_path}/ckpt'")) == 0
+    remote = epath.Path(f"{bucket}/out/records/tiny-t5")
+    local = tmp_path / "local/records/tiny-t5"
+    names = sorted(p.name for p in local.iterdir())
+    assert sorted(p.name for p in remote.iterdir()) == names
+    for name in names:  # Equal but for the checkpoint's name (and the footer's checksum).
+        there, here = (remote / name).read_text(), (local / name).read_text()
+        there = there.replace(f"{bucket}/ckpt", "CKPT").splitlines()[:-1]
+        assert there == here.replace(f"{tmp_path}/ckpt", "CKPT").splitlines()[:-1], name
+    assert main.main(["report", f"--output_dir={bucket}/out"]) == 0
+    assert "tiny-t5" in epath.Path(f"{bucket}/out/report/summary.md").read_text()
+
+    work = f"{bucket}/work"
+    train = [
+        "train_prompt",
+        *gin,
+        "--gin_file=gin_configs/runs/train_prompt.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        "--gin.TASK='jr:toysent:qa'",
+        f"--gin.WORKDIR='{work}'",
+        "--gin.TASK_MODULES=['train_tasks']",
+        "--gin.NUM_HELD_OUT=1",
+        ckpt,
+    ]
+    assert main.main(train) == 0
+    w = epath.Path(work)
+    for name in ("prompt.npy", "metrics.json", "template_split.json", "train_settings.json"):
+        assert (w / name).exists(), name
+    assert sorted(p.name for p in (w / "checkpoints").iterdir()) == ["2", "4"]
+    assert (w / "checkpoints/4/.uploaded").exists()
+    assert any(p.name.startswith("events.out.tfevents") for p in (w / "tb").iterdir())
+    metrics = (w / "metrics.json").read_bytes()
+    assert main.main(train) == 0  # Finished: the resume reads the store's checkpoints.
+    assert (w / "metrics.json").read_bytes() == metrics
+    prompt = [
+        "--gin.evaluation.ModelSpec.name='tiny-t5+pt'",
+        f"--gin.evaluation.ModelSpec.soft_prompt='{work}/prompt.npy'",
+    ]
+    assert main.main(eval_argv(f"{bucket}/out", ckpt, *prompt)) == 0
+    assert (epath.Path(f"{bucket}/out/records/tiny-t5+pt") / names[0]).exists()
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "local"]
