@@ -277,6 +277,11 @@ def report(args: argparse.Namespace) -> int:
         return 0
     out = report_lib.write_report(args.output_dir, n_resamples=args.n_resamples, seed=args.seed)
     print((out / "summary.md").read_text())
+    if args.compare_csv:
+        from jaxrobust.analysis import compare
+
+        for table in args.compare_csv:
+            print(compare.write(args.output_dir, table, args.compare_model).read_text())
     print(f"tables and plots: {out}")
     return 0
 
@@ -323,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument(
+        "--compare_csv",
+        action="append",
+        default=[],
+        help="an InstructionEval result table (result_csv/Main/<MMLU|BBL>/<model>.csv) to "
+        "compare instruction by instruction (analysis/compare.py); repeatable",
+    )
+    p.add_argument("--compare_model", help="the run's model to compare (default: the only one)")
     argv = list(argv if argv is not None else sys.argv[1:]) or ["score"]
     # T5X-style `--gin.NAME=value` flags become gin bindings `NAME=value`.
     gin_flags = [a[len("--gin.") :] for a in argv if a.startswith("--gin.")]

@@ -23,7 +23,7 @@ import string
 
 from jaxrobust.tasks import extending, registry
 
-from jaxrobust.data import datasets, flan
+from jaxrobust.data import datasets, flan, instructioneval
 from jaxrobust.data import promptsource_observed as p3
 from jaxrobust.data import templates as tmpl
 
@@ -364,6 +364,45 @@ def add_p3_observed(*, root=None) -> list[str]:
             registry.SPECS[base] = dataclasses.replace(spec, adapters=adapters)
             names += extending.add_templates(base, mcqa)
     return names
+
+
+# ---------------------------------------------------------------- InstructionEval
+
+
+def instructioneval_templates(checkout) -> tuple[dict[str, list[tmpl.Template]], list]:
+    """Sun et al.'s unobserved instructions (`jaxrobust.data.instructioneval`) as
+    templates per data-set base (``jr:mmlu:qa``, ``jr:bbl_winowhy:qa``), and what
+    was left out: (benchmark, id, reason) for ids the loader skipped and for
+    instructions that show options A-D on a BIG-bench Lite task (their code assumes
+    four options; the project's BIG-bench tasks take any count)."""
+    loaded = instructioneval.load(checkout)
+    skipped = [(s.benchmark, s.id, s.reason) for s in loaded.skipped]
+    out: dict[str, list[tmpl.Template]] = {}
+    for ins in loaded.instructions:
+        (dataset,) = instructioneval.BENCHMARKS[ins.benchmark][1]
+        if dataset == "mmlu":
+            base, question = MMLU_POOL, "question"
+        elif ins.letters:
+            skipped.append((ins.benchmark, ins.id, "options A-D on a task of any option count"))
+            continue
+        else:
+            base, question = f"{registry.PREFIX}:{dataset}:qa", "input"
+        try:
+            template = instructioneval.to_template(ins, question=question, choices="choices")
+        except instructioneval.InstructionEvalError as e:
+            skipped.append((ins.benchmark, ins.id, str(e)))
+            continue
+        out.setdefault(base, []).append(template)
+    return out, skipped
+
+
+def add_instructioneval(checkout) -> list[str]:
+    """Adds Sun et al.'s unobserved instructions from an InstructionEval checkout to
+    MMLU (every subject and the pool) and the BIG-bench Lite tasks, in their ``#all``
+    and ``#unobserved`` mixtures; an explicit call, e.g. from a ``TASK_MODULES``
+    module. Returns the new task names."""
+    by_base, _ = instructioneval_templates(checkout)
+    return [n for base, ts in sorted(by_base.items()) for n in extending.add_templates(base, ts)]
 
 
 def register_all() -> list[str]:
