@@ -16,6 +16,7 @@ from jaxrobust.checkpoints.hf import t5_param_shapes
 from jaxrobust.checkpoints.hf_files import CheckpointError, PathLike, WeightsDigest
 from jaxrobust.checkpoints.placing import Source, assemble
 from jaxrobust.models import t5_config
+from jaxrobust.storage import files
 
 # ---------------------------------------------------------------------------
 # T5X checkpoints.
@@ -154,7 +155,7 @@ def save_params(params: Any, directory: PathLike) -> None:
     import orbax.checkpoint as ocp
 
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(pathlib.Path(directory).absolute(), params, force=True)
+        ckptr.save(files.path(directory), params, force=True)
 
 
 def restore_params(directory: PathLike, target: Any) -> Any:
@@ -172,6 +173,4 @@ def restore_params(directory: PathLike, target: Any) -> Any:
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
 
     with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(
-            pathlib.Path(directory).absolute(), jax.tree_util.tree_map(abstract, target)
-        )
+        return ckptr.restore(files.path(directory), jax.tree_util.tree_map(abstract, target))

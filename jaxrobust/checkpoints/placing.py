@@ -7,18 +7,25 @@ parameters themselves. Names and shapes are checked against the model's
 abstract parameters (`jax.eval_shape`) before anything is read; every mismatch
 is reported at once with the parameter path, the expected and found shapes and
 the file.
+
+Loading shows a progress bar (bytes placed, rate, ETA; tqdm on stderr) on a
+terminal, in process 0 only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 from flax import traverse_util
 
 from jaxrobust.checkpoints.hf_files import CheckpointError, HFTensors
@@ -151,6 +158,31 @@ def assemble(
     out: dict[str, jax.Array] = {}
     seen: set[str] = set()
     problems: list[str] = []
+    itemsize = np.dtype(dtype).itemsize
+    bar = tqdm.tqdm(
+        total=sum(math.prod(s) for s in expected.values()) * itemsize,
+        unit="B",
+        unit_scale=True,
+        desc=f"loading {os.path.basename(str(where).rstrip('/')) or where}",
+        file=sys.stderr,
+        disable=None if jax.process_index() == 0 else True,
+        dynamic_ncols=True,
+    )
+    with bar:
+        _place_all(items, expected, flat_shardings, dtype, where, out, seen, problems, bar)
+    for path in sorted(set(expected) - seen):
+        problems.append(f"missing tensor for {path} (expected shape {expected[path]}) in {where}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {where} does not match the model ({len(problems)} problems):\n  "
+            + "\n  ".join(problems)
+        )
+    return traverse_util.unflatten_dict(out, sep="/")
+
+
+def _place_all(items, expected, flat_shardings, dtype, where, out, seen, problems, bar) -> None:
+    """`assemble`'s loop: checks each tensor, places it while nothing is wrong."""
+    itemsize = np.dtype(dtype).itemsize
     for path, source in items:
         if path not in expected:
             target = f" (-> {path})" if path else ""
@@ -166,14 +198,7 @@ def assemble(
             continue
         if not problems:  # Nothing is read once the checkpoint is known to be bad.
             out[path] = _place(source, flat_shardings.get(path), dtype)
-    for path in sorted(set(expected) - seen):
-        problems.append(f"missing tensor for {path} (expected shape {expected[path]}) in {where}")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {where} does not match the model ({len(problems)} problems):\n  "
-            + "\n  ".join(problems)
-        )
-    return traverse_util.unflatten_dict(out, sep="/")
+            bar.update(math.prod(want) * itemsize)
 
 
 def hf_source(tensors: HFTensors, name: str, transpose: bool) -> Source:
