@@ -196,3 +196,36 @@ def test_representation_drift_degenerate():
     assert math.isnan(flat.spearman["euclidean"][0])  # Constant drop.
     with pytest.raises(ValueError, match="zero vector"):
         metrics.representation_drift(np.zeros((4, 3)), [0.1] * 4, observed)
+
+
+def _zhang_micro_f1(key, prediction, no_relation="no_relation"):
+    """Zhang et al.'s TACRED scorer (yuhaozhang/tacred-relation, utils/scorer.py),
+    restated: a guess is any prediction other than no_relation (an invalid answer
+    included); gold counts every non-no_relation key; micro P (1 when nothing is
+    guessed), R and F1 = 2PR / (P + R)."""
+    correct = guessed = gold = 0
+    for g, p in zip(key, prediction, strict=True):
+        guessed += p != no_relation
+        gold += g != no_relation
+        correct += g != no_relation and p == g
+    precision = correct / guessed if guessed else 1.0
+    recall = correct / gold if gold else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def test_tacred_micro_f1_is_zhang_et_al_scorer():
+    """The TACRED-family score excludes no_relation exactly as Zhang et al.'s scorer,
+    invalid answers counting as guesses of a wrong relation."""
+    rng = np.random.default_rng(0)
+    labels = ["no_relation", "per:title", "org:founded_by", "per:age"]
+    for n in (1, 5, 200):
+        for _ in range(40):
+            key = list(rng.choice(labels, n, p=[0.7, 0.1, 0.1, 0.1]))
+            pred = list(rng.choice(labels + ["invalid"], n))
+            tp, fp, fn = metrics.re_outcomes(pred, key, ["no_relation"] * n)
+            ours = metrics.f1_from_counts(tp.sum(), fp.sum(), fn.sum())
+            assert ours == pytest.approx(_zhang_micro_f1(key, pred), abs=1e-12)
+            prf = metrics.re_micro_f1(
+                pred, key, positive_labels=labels[1:], negative_label="no_relation"
+            )
+            assert prf.f1 == ours

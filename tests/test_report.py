@@ -360,3 +360,158 @@ def test_cli_end_to_end(tmp_path):
         assert s["unobserved_mean"] == pytest.approx(unobs.mean(), abs=1e-12)
         assert s["observed_std"] == pytest.approx(obs.std(ddof=1), abs=1e-12)
         assert s["gap"] == pytest.approx(obs.mean() - unobs.mean(), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Official metrics and truncation.
+# ---------------------------------------------------------------------------
+
+
+def _answers(path) -> dict[str, str]:
+    """An official SemEval answer file (`<id>\\t<label>` lines) as a dict."""
+    lines = pathlib.Path(path).read_text().splitlines()
+    return dict(line.split("\t") for line in lines if line.strip())
+
+
+def test_semeval_headline_is_the_official_score(tmp_path, shared_data_dir):
+    """SemEval's template scores are the official score (macro-F1 over the nine
+    relations, direction counted, Other excluded), micro-F1 beside them. The records
+    are written as a run writes them, from the official scorer's test vector 1 (its 10
+    unanswered examples as answers matching no option); the test writes each template's
+    predictions in the official answer-file format, scores them with the scorer port,
+    and finds the report's numbers; vector 1's is the published 64.09."""
+    from jaxrobust.analysis import scoring, semeval_scorer
+
+    vectors = shared_data_dir / "semeval2010_task8" / "scorer_vectors"
+    key, proposed = (
+        _answers(vectors / "answer_key1.txt"),
+        _answers(vectors / "proposed_answer1.txt"),
+    )
+    flipped = {"(e1,e2)": "(e2,e1)", "(e2,e1)": "(e1,e2)"}
+    grid = {  # template -> (provenance, predictions by id)
+        "o1": ("observed:flan", {i: proposed.get(i, "invalid") for i in key}),
+        "u1": (  # Every third relation answered in the wrong direction.
+            "unobserved",
+            {
+                i: g[:-7] + flipped[g[-7:]] if g != "Other" and n % 3 == 0 else g
+                for n, (i, g) in enumerate(key.items())
+            },
+        ),
+    }
+    spec = {"name": "m", "observed_collections": ["flan"]}
+    for tid, (prov, pred) in grid.items():
+        rows = [
+            {
+                "example_id": f"semeval-{i}",
+                "predicted_label": pred[i],
+                "gold_label": g,
+                "negative_label": "Other",
+                "correct": pred[i] == g,
+                "truncated": False,
+                "protected_cut": False,
+            }
+            for i, g in key.items()
+        ]
+        write_records(tmp_path, "m", f"jr:semeval:re:{tid}", prov, rows, spec=spec)
+    report_dir = report.write_report(tmp_path, n_resamples=200, seed=0)
+    with open(report_dir / "templates.csv") as f:
+        templates = {r["template_id"]: r for r in csv.DictReader(f)}
+    official = {}
+    for tid in grid:
+        # A run's predictions in the official format: answers naming no label are left
+        # out (unanswered), as the scorer's README says for missing predictions.
+        file = records.read_records(records.records_path(tmp_path, "m", f"jr:semeval:re:{tid}"))
+        answered = [r for r in file.records if r["predicted_label"] in semeval_scorer.LABELS]
+        (tmp_path / f"{tid}.txt").write_text(
+            "".join(f"{r['example_id'][8:]}\t{r['predicted_label']}\n" for r in answered)
+        )
+        (tmp_path / "key.txt").write_text(
+            "".join(f"{r['example_id'][8:]}\t{r['gold_label']}\n" for r in file.records)
+        )
+        result = semeval_scorer.score_files(tmp_path / f"{tid}.txt", tmp_path / "key.txt")
+        official[tid] = result.official_score
+        assert templates[tid]["metric"] == "semeval_official"
+        assert 100 * float(templates[tid]["score"]) == pytest.approx(official[tid], abs=1e-9)
+        # Micro-F1 beside it: sklearn over the 18 directed relations plus invalid answers.
+        gold = [r["gold_label"] for r in file.records]
+        pred = [r["predicted_label"] for r in file.records]
+        labels = [lab for lab in semeval_scorer.LABELS if lab != "Other"] + ["invalid"]
+        micro = f1_score(gold, pred, labels=labels, average="micro")
+        assert float(templates[tid]["micro_f1"]) == pytest.approx(micro, abs=1e-12)
+    published = (vectors / "result_scores1.txt").read_text()
+    assert f"macro-averaged F1 = {official['o1']:.2f}%" in published  # 64.09
+    assert f"{100 * float(templates['o1']['micro_f1']):.2f}" == "50.00"
+    saved = json.loads((report_dir / "summary.json").read_text())
+    [s] = saved["summary"]
+    assert s["metric"] == "semeval_official"
+    assert 100 * s["observed_mean"] == pytest.approx(official["o1"], abs=1e-9)
+    assert 100 * s["gap"] == pytest.approx(official["o1"] - official["u1"], abs=1e-9)
+    assert s["micro_f1_observed_mean"] == float(templates["o1"]["micro_f1"])
+    assert s["micro_f1_gap"] == pytest.approx(
+        float(templates["o1"]["micro_f1"]) - float(templates["u1"]["micro_f1"])
+    )
+    assert s["gap_ci_low"] <= s["gap"] <= s["gap_ci_high"]
+    with open(report_dir / "summary.csv") as f:
+        [row] = list(csv.DictReader(f))
+    assert {"micro_f1_observed_mean", "micro_f1_gap"} <= set(row)
+    md = (report_dir / "summary.md").read_text()
+    assert "official SemEval-2010 Task 8 score" in md and "| 64.1 |" in md
+    # The bootstrap's macro-F1 statistic is the port's score on the data as given.
+    outs = [
+        scoring.outcomes(records.read_records(p))
+        for p in sorted(records.model_dir(tmp_path, "m").glob("*.jsonl"))
+    ]
+    values, statistic = scoring.bootstrap_values(outs)
+    point = stats.bootstrap(values, statistic=statistic, n_resamples=10)
+    assert 100 * point["mean"].estimate == pytest.approx(np.mean(list(official.values())))
+
+
+def test_tacred_micro_f1_note_says_how_invalid_answers_count(tmp_path):
+    rows = re_rows(["per:title", "invalid", "no_relation"], ["per:title", "per:age", "per:age"])
+    for tid, prov in (("o1", "observed:flan"), ("u1", "unobserved")):
+        write_records(tmp_path, "m", f"jr:tacred:mcqa:{tid}", prov, rows, spec={"name": "m"})
+    report_dir = report.write_report(tmp_path, n_resamples=20, seed=0)
+    md = (report_dir / "summary.md").read_text()
+    assert "tacred/mcqa: micro-F1 over the positive relations (the negative label excluded" in md
+    assert "an answer matching no option counts as a wrong relation" in md
+    [s] = json.loads((report_dir / "summary.json").read_text())["summary"]
+    assert s["observed_mean"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 2))  # TP 1, FP 1, FN 2
+
+
+def test_truncation_shares_and_the_gap_without_truncated_examples(tmp_path):
+    """Hand grid: 2 observed + 2 unobserved templates on 6 QA examples; example e0 is
+    shortened under o1, e1 under u2 (its protected text cut too): the gap over the 4
+    examples no template shortened is computed by hand."""
+    gold = ["yes", "no", "yes", "no", "yes", "no"]
+    grid = {  # template -> (provenance, correct per example)
+        "o1": ("observed:flan", [1, 1, 1, 1, 0, 1]),
+        "o2": ("observed:flan", [0, 1, 1, 0, 1, 1]),
+        "u1": ("unobserved", [1, 0, 1, 0, 0, 1]),
+        "u2": ("unobserved", [1, 0, 0, 1, 0, 0]),
+    }
+    flags = {"o1": {"e0": (True, False)}, "u2": {"e1": (True, True)}}
+    spec = {"name": "m", "observed_collections": ["flan"]}
+    for tid, (prov, correct) in grid.items():
+        pred = [
+            g if c else {"yes": "no", "no": "yes"}[g] for g, c in zip(gold, correct, strict=True)
+        ]
+        rows = qa_rows(pred, gold)
+        for r in rows:
+            r["truncated"], r["protected_cut"] = flags.get(tid, {}).get(
+                r["example_id"], (False, False)
+            )
+        write_records(tmp_path, "m", f"jr:toyqa:qa:{tid}", prov, rows, spec=spec)
+    report_dir = report.write_report(tmp_path, n_resamples=20, seed=0)
+    saved = json.loads((report_dir / "summary.json").read_text())
+    [s] = saved["summary"]
+    assert s["truncated_share"] == 2 / 6 and s["protected_cut_share"] == 1 / 6
+    assert s["n_untruncated"] == 4
+    # e2..e5: observed 3/4 and 3/4, unobserved 2/4 and 1/4.
+    assert s["gap_untruncated"] == pytest.approx((3 / 4 + 3 / 4) / 2 - (2 / 4 + 1 / 4) / 2)
+    assert s["gap"] == pytest.approx((5 / 6 + 4 / 6) / 2 - (3 / 6 + 2 / 6) / 2)
+    templates = {t["template_id"]: t for t in saved["templates"]}
+    assert (templates["o1"]["truncated"], templates["o1"]["protected_cut"]) == (1 / 6, 0.0)
+    assert (templates["u2"]["truncated"], templates["u2"]["protected_cut"]) == (1 / 6, 1 / 6)
+    md = (report_dir / "summary.md").read_text()
+    assert "## Truncated inputs" in md and "| m | toyqa/qa | 33.3 | 16.7 | 33.3 | 37.5 | 4 |" in md
+    assert "| truncated (%) | protected cut (%) |" in (report_dir / "templates.md").read_text()

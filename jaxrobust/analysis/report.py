@@ -17,7 +17,13 @@ recomputes it) and the models' ``model.json``, and writes under
   models, how alike the templates rank the models (mean Kendall's tau over
   template pairs). Scores are percentages in Markdown, fractions in CSV/JSON.
 * ``templates.md`` / ``templates.csv``: one row per (model, benchmark,
-  template): score, provenance, group, examples, share of truncated inputs.
+  template): score, provenance, group, examples, share of truncated inputs and
+  of inputs cut in protected text, and (RE) micro-F1 beside the metric.
+
+Metrics are `scoring.METRICS`: SemEval-2010 Task 8's headline is its official
+score, with micro-F1 beside it (``micro_f1_*`` in summary.csv/.json). Where
+inputs were shortened, summary.md's "Truncated inputs" table (and the CSV/JSON)
+give the shares and the gap on the examples no template shortened.
 * ``plots/``: `plots.py`'s figures.
 
 Benchmarks, metrics and groups are `scoring.py`'s. A benchmark of several data
@@ -61,10 +67,12 @@ class TemplateRow:
     template_id: str
     provenance: str
     group: str  # observed / unobserved / other for this model.
-    metric: str  # accuracy or micro_f1.
+    metric: str  # `scoring.METRICS`: accuracy, micro_f1 or semeval_official.
     score: float  # Macro mean over the benchmark's data sets.
     n_examples: int
     truncated: float  # Share of inputs truncated to fit.
+    micro_f1: float | None = None  # RE: micro-F1 beside the metric (Ni et al.'s); qa: None.
+    protected_cut: float = 0.0  # Share of inputs that did not fit even shortened.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +117,8 @@ def analyse(
                     float(np.mean([o.score for o in parts])),
                     n,
                     sum(int(o.truncated.sum()) for o in parts) / n,
+                    micro_f1=None if parts[0].micro_f1 is None else _mean_micro(parts),
+                    protected_cut=sum(int(o.protected_cut.sum()) for o in parts) / n,
                 )
             )
             outs.append(scoring.concatenate(parts))
@@ -139,6 +149,10 @@ def analyse(
                 ]
             )
     return Analysis(rows, summaries, pooled, _rankings(rows))
+
+
+def _mean_micro(parts: list[scoring.Outcomes]) -> float:
+    return float(np.mean([o.micro_f1 for o in parts]))
 
 
 def _rankings(rows: list[TemplateRow]) -> list[dict]:
@@ -183,6 +197,16 @@ def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed)
     if have_both:
         gap = metrics.observed_gap(scores[keep], groups[keep] == "observed")
         out["gap"], out["drop_rate"] = gap.gap, _nan(gap.drop_rate)
+    # Micro-F1 beside the metric (RE; the official SemEval score's companion).
+    micro = np.array([np.nan if r.micro_f1 is None else r.micro_f1 for r in per])
+    for g in ("observed", "unobserved"):
+        s = micro[groups == g]
+        out[f"micro_f1_{g}_mean"] = _nan(float(s.mean())) if s.size else None
+    out["micro_f1_gap"] = None
+    if have_both and out["micro_f1_observed_mean"] is not None:
+        out["micro_f1_gap"] = out["micro_f1_observed_mean"] - out["micro_f1_unobserved_mean"]
+    out.update(truncated_share=None, protected_cut_share=None, n_untruncated=None)
+    out["gap_untruncated"] = None
     out.update(gap_ci_low=None, gap_ci_high=None, paired_p=None)
     # Example-level statistics need every template on the same examples.
     aligned = all(o.example_ids == outs[0].example_ids for o in outs)
@@ -192,17 +216,15 @@ def _summary(model, bench, per, outs: list[scoring.Outcomes], n_resamples, seed)
     labels = np.stack([o.predicted for o in outs])
     out["consistency"] = metrics.prediction_consistency(labels)
     out["fleiss_kappa"] = _nan(metrics.fleiss_kappa(labels)) if len(outs) > 1 else None
+    out.update(scoring.truncation_summary(outs, groups))
     if have_both:
         obs = groups[keep] == "observed"
         kept = [o for o, k in zip(outs, keep, strict=True) if k]
         boot = {"observed": obs, "n_resamples": n_resamples, "seed": seed}
+        values, statistic = scoring.bootstrap_values(kept)
+        ci = stats.bootstrap(values, statistic=statistic, **boot)
         if per[0].metric == "accuracy":
-            correct = np.stack([o.correct for o in kept])
-            ci = stats.bootstrap(correct, **boot)
-            out["paired_p"] = stats.paired_permutation_test(correct, obs, seed=seed).p_value
-        else:
-            counts = tuple(np.stack([o.counts[i] for o in kept]) for i in range(3))
-            ci = stats.bootstrap(counts, statistic=stats.MICRO_F1, **boot)
+            out["paired_p"] = stats.paired_permutation_test(values, obs, seed=seed).p_value
         out["gap_ci_low"], out["gap_ci_high"] = ci["gap"].low, ci["gap"].high
     return out
 
@@ -285,7 +307,10 @@ def summary_markdown(
             ]
         body.append(row)
     metric_of = {s["benchmark"]: s["metric"] for s in summaries}
-    notes = ", ".join(f"{b}: {metric_of[b]}" for b in benches)
+    notes = "; ".join(
+        f"{', '.join(b for b in benches if metric_of[b] == m)}: {scoring.METRICS.get(m, m)}"
+        for m in dict.fromkeys(metric_of[b] for b in benches)
+    )
     text = (
         "# Robustness to instruction wording\n\n"
         "Mean ± std (ddof=1) over templates, in percent; gap = observed - unobserved, "
@@ -293,7 +318,8 @@ def summary_markdown(
         f"Metrics: {notes}.\n\n" + _md(header, body)
     )
     text += _observed_split_markdown(summaries, model_order)
-    return text + _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
+    text += _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
+    return text + _truncation_markdown(summaries, model_order)
 
 
 def _observed_split_markdown(summaries: list[dict], model_order: list[str]) -> str:
@@ -353,6 +379,35 @@ def _spread_markdown(summaries: list[dict], model_order: list[str]) -> str:
     )
 
 
+def _truncation_markdown(summaries: list[dict], model_order: list[str]) -> str:
+    """Where inputs were shortened to fit: how many, and the gap without them."""
+    rank = {m: i for i, m in enumerate(model_order)}
+    hit = [s for s in summaries if s.get("truncated_share")]
+    if not hit:
+        return ""
+    body = [
+        [
+            s["model"],
+            s["benchmark"],
+            _pct(s["truncated_share"]),
+            _pct(s["protected_cut_share"]),
+            _pct(s["gap"]),
+            _pct(s["gap_untruncated"]),
+            str(s["n_untruncated"]),
+        ]
+        for s in sorted(hit, key=lambda s: (s["benchmark"], rank[s["model"]]))
+    ]
+    header = ["model", "benchmark", "truncated (%)", "protected cut (%)", "gap"]
+    return (
+        "\n## Truncated inputs\n\n"
+        "Examples whose input some template had to shorten to fit the model (only the "
+        "passage or sentence is shortened; 'protected cut': even so the instruction, "
+        "options or cue did not fit and were cut), in percent of the examples; the gap "
+        "over all examples and over those no template shortened.\n\n"
+        + _md(header + ["gap, untruncated examples", "untruncated examples"], body)
+    )
+
+
 def _rankings_markdown(rankings: list[dict]) -> str:
     if not rankings:
         return ""
@@ -386,10 +441,11 @@ def templates_markdown(rows: list[TemplateRow]) -> str:
             _pct(r.score),
             str(r.n_examples),
             _pct(r.truncated),
+            _pct(r.protected_cut),
         ]
         for r in rows
     ]
-    return _md(header + ["truncated (%)"], body)
+    return _md(header + ["truncated (%)", "protected cut (%)"], body)
 
 
 def _csv(rows: list[dict]) -> str:
