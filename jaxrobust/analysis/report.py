@@ -81,6 +81,9 @@ class Analysis:
     summaries: list[dict]  # One per (model, benchmark): the summary table's row.
     pooled: dict[tuple[str, str], np.ndarray]  # (model, benchmark) -> [K, D] mean states.
     rankings: list[dict]  # Per benchmark of several models: Kendall's tau across templates.
+    # Per data set of a benchmark of several data sets (a BIG-bench Lite task, an MMLU
+    # subject): the summary row of that data set alone, with "dataset" and "parent".
+    per_dataset: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _nan(x: float) -> float | None:
@@ -96,7 +99,7 @@ def analyse(
         model = f.header["config"]["model"]
         bench = scoring.benchmark_of(f.header["dataset"], f.header["format"])
         by_key.setdefault((model, bench), {}).setdefault(f.header["template_id"], []).append(f)
-    rows, summaries, pooled = [], [], {}
+    rows, summaries, pooled, per_dataset = [], [], {}, []
     for (model, bench), by_template in sorted(by_key.items()):
         collections = models.get(model, {}).get("observed_collections", ("*",))
         tids = sorted(by_template)
@@ -140,6 +143,7 @@ def analyse(
             rows += flat
             summaries.append(_summary(model, flat[0].benchmark, flat, outs, n_resamples, seed))
             summaries[-1]["observed_split"] = _observed_split(flat, seen)
+            per_dataset += _per_dataset(model, bench, per, by_template, n_resamples, seed)
         if all(f.pooled_sum is not None for t in tids for f in by_template[t]):
             pooled[(model, bench)] = np.stack(
                 [
@@ -148,7 +152,35 @@ def analyse(
                     for t in tids
                 ]
             )
-    return Analysis(rows, summaries, pooled, _rankings(rows))
+    return Analysis(rows, summaries, pooled, _rankings(rows), per_dataset)
+
+
+def _per_dataset(model, bench, per, by_template, n_resamples, seed) -> list[dict]:
+    """Each data set of a several-data-set benchmark summarised alone (its templates'
+    scores on it, the same groups), as the papers report the BIG-bench Lite tasks."""
+    out = []
+    datasets = sorted({f.header["dataset"] for fs in by_template.values() for f in fs})
+    for ds in datasets:
+        sel, outs = [], []
+        for r in per:
+            fs = [f for f in by_template[r.template_id] if f.header["dataset"] == ds]
+            if fs:
+                o = scoring.outcomes(fs[0])
+                n = len(fs[0].records)
+                sel.append(
+                    dataclasses.replace(
+                        r,
+                        benchmark=f"{bench} {ds}",
+                        score=o.score,
+                        n_examples=n,
+                        truncated=int(o.truncated.sum()) / n,
+                        protected_cut=int(o.protected_cut.sum()) / n,
+                    )
+                )
+                outs.append(o)
+        row = _summary(model, f"{bench} {ds}", sel, outs, n_resamples, seed)
+        out.append({**row, "dataset": ds, "parent": bench})
+    return out
 
 
 def _mean_micro(parts: list[scoring.Outcomes]) -> float:
@@ -243,24 +275,85 @@ def _observed_split(per: list[TemplateRow], seen: list[bool]) -> dict | None:
     return out
 
 
-def _drift(rows: list[TemplateRow], pooled: np.ndarray, path: epath.Path) -> dict | None:
+# A record file's `record_pooled` setting -> the representation its states are.
+STATES = {True: "encoder_mean", "decoder_first": "decoder_first_step"}
+# Roles of a training run's templates (`training.data.TemplateSplit`).
+SPLIT_ROLES = ("original", "paraphrase", "held_out")
+
+
+def template_split_of(spec: dict) -> epath.Path | None:
+    """The training run's ``template_split.json`` beside a model's soft prompt
+    (``<workdir>/prompt.npy``) or fine-tuned checkpoint (``<workdir>/hf_model``)."""
+    for key in ("soft_prompt", "checkpoint"):
+        if spec.get(key):
+            path = epath.Path(spec[key]).parent / "template_split.json"
+            if path.exists():
+                return path
+    return None
+
+
+def read_template_split(path: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """(benchmark, template id -> 'original' / 'paraphrase' / 'held_out') of a
+    training run's ``template_split.json``.
+
+    Raises:
+      ValueError: a file without the task or the three roles (named).
+    """
+    path = epath.Path(path)
+    split = json.loads(path.read_text())
+    missing = [k for k in ("task", *SPLIT_ROLES) if k not in split]
+    if missing:
+        raise ValueError(f"{path}: not a template split; missing {missing}")
+    parts = split["task"].split(":")
+    if len(parts) < 3:
+        raise ValueError(f"{path}: task {split['task']!r} is not jr:<dataset>:<format>")
+    roles = {t: role for role in SPLIT_ROLES for t in split[role]}
+    return scoring.benchmark_of(parts[1], parts[2]), roles
+
+
+def _alignment(rows: list[TemplateRow], roles: dict[str, str]) -> dict:
+    """Mean score of the training run's originals, paraphrases (trained on by the
+    alignment) and held-out templates (never trained on), kept apart."""
+    out = {}
+    for role in SPLIT_ROLES:
+        s = [r.score for r in rows if roles.get(r.template_id) == role]
+        out[f"{role}_n"], out[f"{role}_mean"] = len(s), float(np.mean(s)) if s else None
+    return out
+
+
+def _drift(
+    rows: list[TemplateRow],
+    pooled: np.ndarray,
+    path: epath.Path,
+    roles: dict[str, str] | None = None,
+    state: str = "encoder_mean",
+) -> dict | None:
     """Representation drift of the observed and unobserved templates, plotted; None
-    without both groups."""
+    without both groups. With a training run's `roles`, its paraphrases and held-out
+    templates are told apart, and the held-out ones get correlations of their own."""
     groups = np.array([r.group for r in rows])
     keep = np.isin(groups, ("observed", "unobserved"))
     if not (groups[keep] == "observed").any() or not (groups[keep] == "unobserved").any():
         return None
-    drift = metrics.representation_drift(
-        pooled[keep],
-        [r.score for r, k in zip(rows, keep, strict=True) if k],
-        groups[keep] == "observed",
-    )
-    plots.representation(f"{rows[0].model} — {rows[0].benchmark}", groups[keep], drift, path)
+    scores = np.array([r.score for r in rows])
+    drift = metrics.representation_drift(pooled[keep], scores[keep], groups[keep] == "observed")
+    shown = groups.copy()
+    for i, r in enumerate(rows):
+        if roles and r.group == "unobserved" and roles.get(r.template_id) in SPLIT_ROLES[1:]:
+            shown[i] = roles[r.template_id]
+    title = f"{rows[0].model} — {rows[0].benchmark} ({state})"
+    plots.representation(title, shown[keep], drift, path)
     r, p = drift.pearson["cosine"]
-    return {
+    out = {
+        "state": state,
         "pearson_cosine": [_nan(r), _nan(p)],
         "spearman_cosine": [_nan(v) for v in drift.spearman["cosine"]],
     }
+    held = (shown == "observed") | (shown == "held_out")
+    if roles and (shown == "held_out").any():
+        d = metrics.representation_drift(pooled[held], scores[held], shown[held] == "observed")
+        out["held_out_pearson_cosine"] = [_nan(v) for v in d.pearson["cosine"]]
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -317,9 +410,59 @@ def summary_markdown(
         "with a two-level (examples x templates) bootstrap 95% CI.\n"
         f"Metrics: {notes}.\n\n" + _md(header, body)
     )
-    text += _observed_split_markdown(summaries, model_order)
+    text += _observed_split_markdown(summaries, model_order) + _alignment_markdown(summaries)
     text += _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
     return text + _truncation_markdown(summaries, model_order)
+
+
+def _per_dataset_markdown(per_dataset: list[dict], model_order: list[str]) -> str:
+    """Observed, unobserved and gap per data set of the several-data-set benchmarks."""
+    if not per_dataset:
+        return ""
+    rank = {m: i for i, m in enumerate(model_order)}
+    body = []
+    for s in sorted(per_dataset, key=lambda s: (s["parent"], s["dataset"], rank[s["model"]])):
+        gap = _pct(s["gap"])
+        if s["gap_ci_low"] is not None:
+            gap += f" [{100 * s['gap_ci_low']:.1f}, {100 * s['gap_ci_high']:.1f}]"
+        body.append(
+            [
+                s["model"],
+                s["parent"],
+                s["dataset"],
+                _pct(s["observed_mean"], s["observed_std"]),
+                _pct(s["unobserved_mean"], s["unobserved_std"]),
+                gap,
+            ]
+        )
+    header = ["model", "benchmark", "data set", "observed", "unobserved", "gap [95% CI]"]
+    return (
+        "\n## Per data set\n\n"
+        "Each data set of a benchmark of several (a BIG-bench Lite task, an MMLU subject) "
+        "on its own: mean ± std over templates in percent, gap with its two-level "
+        "bootstrap 95% CI.\n\n" + _md(header, body)
+    )
+
+
+def _alignment_markdown(summaries: list[dict]) -> str:
+    """Models evaluated after a training run: its templates by role, apart."""
+    rows = [s for s in summaries if s.get("alignment")]
+    if not rows:
+        return ""
+    body = []
+    for s in rows:
+        a = s["alignment"]
+        body.append(
+            [s["model"], s["benchmark"]]
+            + [f"{_pct(a[f'{role}_mean'])} ({a[f'{role}_n']})" for role in SPLIT_ROLES]
+        )
+    return (
+        "\n## Held-out templates and alignment paraphrases\n\n"
+        "From the training run's template_split.json: originals and paraphrases were "
+        "trained on (the paraphrases by the alignment loss), held-out templates never. "
+        "Mean over templates in percent (number of templates).\n\n"
+        + _md(["model", "benchmark", "originals", "paraphrases", "held out"], body)
+    )
 
 
 def _observed_split_markdown(summaries: list[dict], model_order: list[str]) -> str:
@@ -462,12 +605,35 @@ def _csv(rows: list[dict]) -> str:
 
 
 def write_report(
-    output_dir: str | os.PathLike, *, n_resamples: int = 1000, seed: int = 0
+    output_dir: str | os.PathLike,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    template_split: str | os.PathLike | None = None,
 ) -> epath.Path:
     """Writes tables and plots under `<output_dir>/report/` (local or `gs://`); returns
-    that folder. Every file is written whole (temp file, then rename)."""
+    that folder. Every file is written whole (temp file, then rename).
+
+    Args:
+      template_split: a training run's ``template_split.json`` for every model
+        (default: each model's own, beside its soft prompt or fine-tuned
+        checkpoint, `template_split_of`); its paraphrases and held-out templates
+        are reported apart.
+    """
     models, files = scoring.load(output_dir)
     result = analyse(models, files, n_resamples=n_resamples, seed=seed)
+    states = {
+        (
+            f.header["config"]["model"],
+            scoring.benchmark_of(f.header["dataset"], f.header["format"]),
+        ): STATES.get(f.header["config"].get("record_pooled"), "encoder_mean")
+        for f in files
+    }
+    splits = {}
+    for m in models:
+        path = template_split or template_split_of(models[m])
+        if path is not None:
+            splits[m] = (str(path), *read_template_split(path))
     rows, summaries = result.rows, result.summaries
     order = sorted(
         {r.model for r in rows},
@@ -484,8 +650,16 @@ def write_report(
         sel = [r for r in rows if (r.model, r.benchmark) == key]
         name = f"{plots.safe_name(key[0])}__{plots.safe_name(key[1])}.png"
         plots.templates(sel, plot_dir / f"templates__{name}")
+        split = splits.get(key[0])
+        roles = split[2] if split and split[1] == key[1].removesuffix(f" {POOLED}") else None
+        if roles:
+            for s in summaries:
+                if (s["model"], s["benchmark"]) == key:
+                    s["alignment"] = {"template_split": split[0], **_alignment(sel, roles)}
         if key in result.pooled:
-            corr = _drift(sel, result.pooled[key], plot_dir / f"repr__{name}")
+            state = states.get(key, "encoder_mean")
+            prefix = "repr" if state == "encoder_mean" else f"repr_{state}"
+            corr = _drift(sel, result.pooled[key], plot_dir / f"{prefix}__{name}", roles, state)
             for s in summaries:
                 if (s["model"], s["benchmark"]) == key:
                     s["representation"] = corr
@@ -498,12 +672,13 @@ def write_report(
         if len({size for size, _ in pts}) >= 2:
             plots.sizes(name, pts, plot_dir / f"size__{plots.safe_name(name)}.png")
     flat = [
-        {k: v for k, v in s.items() if k not in ("representation", "observed_split")}
+        {k: v for k, v in s.items() if k not in ("representation", "observed_split", "alignment")}
         for s in summaries
     ]
     trows = [dataclasses.asdict(r) for r in rows]
     tables = {
-        "summary.md": summary_markdown(summaries, order, result.rankings),
+        "summary.md": summary_markdown(summaries, order, result.rankings)
+        + _per_dataset_markdown(result.per_dataset, order),
         "summary.csv": _csv(flat),
         "summary.json": json.dumps(
             {
@@ -511,6 +686,8 @@ def write_report(
                 "summary": summaries,
                 "rankings": result.rankings,
                 "templates": trows,
+                # Only where a benchmark has several data sets.
+                **({"per_dataset": result.per_dataset} if result.per_dataset else {}),
             },
             indent=2,
         )
