@@ -5,11 +5,12 @@ gin_configs/runs/sun2023_mmlu_bbl.gin (its ``TASK_MODULES``).
 took each benchmark's observed instructions from the tuning collection's
 templates of the same task category: Flan 2022's multiple-choice QA templates
 for MMLU and the BIG-bench Lite tasks (`qa.add_flan_observed`, which also gives
-BoolQ Flan's yes/no set). Importing this module registers them beside the
-project's unobserved templates (``#observed_flan`` mixtures); nothing changes
-for runs that do not import it.
+BoolQ Flan's yes/no set) for Flan-T5, P3's multiple-choice prompts of the T0
+mixtures (`qa.add_p3_observed`) for T0++. Importing this module registers them
+beside the project's unobserved templates (``#observed_flan`` and
+``#observed_p3`` mixtures); nothing changes for runs that do not import it.
 """
 
 from jaxrobust.tasks import qa
 
-TASK_NAMES = qa.add_flan_observed()
+TASK_NAMES = qa.add_flan_observed() + qa.add_p3_observed()
