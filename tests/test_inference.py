@@ -317,13 +317,13 @@ def test_sun_mode_hand_example(tiny):
 def test_ni_mode_hand_example(tiny):
     _, config, params = tiny
     eng = _engine(config, params, ni_max_new_tokens=8)
-    first = eng.rank_classify(INPUTS[:2], [["qqq", "rrr"], ["qqq"]], mode="ni")
+    first = eng.rank_classify(INPUTS[:2], [["qqq", "rrr"], ["qqq"]], mode="ni_free")
     assert [r.prediction for r in first] == [inference.NO_MATCH] * 2
     gen = first[0].generated
     assert gen == eng.generate(INPUTS[:1], 8)[0]
     # The same text in other case, spacing and punctuation is an exact match.
     variant = "  " + gen.upper() + " ."
-    res = eng.rank_classify(INPUTS[:1], [["qqq", variant, "rrr"]], mode="ni")[0]
+    res = eng.rank_classify(INPUTS[:1], [["qqq", variant, "rrr"]], mode="ni_free")[0]
     assert res.prediction == 1 and list(res.probs) == [0, 1, 0] and res.generated == gen
 
 

@@ -99,3 +99,61 @@ def test_sun_llama_rule_by_hand():
     assert (ids, conts, truncated) == ([1, 97, 98, 99], [[120, 121], [122]], True)
     assert adapter.sun_encode("ab", ["x"], 4) == ([1, 97, 98], [[120]], False)
     assert engine_lib.SUN_MAX_NEW_TOKENS == 32
+
+
+def _qa4re_reference(hf, text, options):
+    """QA4RE's HF rule, run through `transformers` itself: greedy `generate` with
+    `prefix_allowed_tokens_fn` walking a trie of the options' tokens (+ EOS), at
+    most the longest option's length; the output decoded and looked up."""
+    seqs = [TOK.encode(o, add_eos=False) + [TOK.eos_id] for o in options]
+
+    def allowed(batch_id, decoded):
+        prefix = [int(t) for t in decoded[1:]]  # Drop the decoder start token.
+        nxt = {s[len(prefix)] for s in seqs if len(s) > len(prefix) and s[: len(prefix)] == prefix}
+        return sorted(nxt)
+
+    with torch.no_grad():
+        out = hf.generate(
+            input_ids=torch.tensor([TOK.encode(text)]),
+            max_new_tokens=max(len(s) - 1 for s in seqs),
+            do_sample=False,
+            prefix_allowed_tokens_fn=allowed,
+            eos_token_id=TOK.eos_id,
+        )
+    return options.index(TOK.decode([int(t) for t in out[0][1:]]))
+
+
+NI_CASES = [
+    ("Which option? A, B, C or D. Answer:", ["A", "B", "C", "D"]),  # Letters: one step.
+    ("Pick one:", ["ab", "ac", "b", "bcd"]),  # The trie branches at steps 0 and 1.
+    ("Pick one:", ["a", "ab", "abc"]),  # Options that are prefixes: EOS competes.
+    ("x", ["qq", "qr", "rq", "rr", "q"]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(NI_CASES)))
+def test_ni_constrained_decoding_matches_hf_generate(tiny, case):
+    hf, config, params = tiny
+    text, options = NI_CASES[case]
+    r = _engine(config, params).rank_classify([text], [options], mode="ni")[0]
+    assert r.prediction == _qa4re_reference(hf, text, options)
+    assert r.generated == options[r.prediction] and list(r.probs) == list(r.scores)
+    assert r.scores[r.prediction] == 1.0 and r.scores.sum() == 1.0
+
+
+def test_ni_constrained_walk_by_hand():
+    """The greedy walk on made-up prefix scores, checked step by step."""
+    eos = 1
+    seqs = [(10, 20, eos), (10, 21, eos), (11, eos)]
+    # Step 0: 10 (-1.0) beats 11 (-2.0); step 1 given 10: 21 (-1.5) beats 20 (-3.0).
+    total = {(10,): -1.0, (11,): -2.0, (10, 20): -3.0, (10, 21): -1.5}
+    assert engine_lib._constrained_greedy(seqs, total, eos) == 1
+    total[(11,)] = -0.5  # Now 11 wins step 0 and its option ends there.
+    assert engine_lib._constrained_greedy(seqs, total, eos) == 2
+    total[(11,)] = -1.0  # A tie: the lower token id (10), as torch's argmax.
+    assert engine_lib._constrained_greedy(seqs, total, eos) == 1
+    # An option that is a prefix of another: EOS competes with the longer one's token.
+    seqs = [(5, eos), (5, 6, eos)]
+    assert engine_lib._contested_prefixes(seqs) == [(5, eos), (5, 6)]
+    assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.1, (5, 6): -0.2}, eos) == 0
+    assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.3, (5, 6): -0.2}, eos) == 1

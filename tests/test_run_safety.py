@@ -323,7 +323,10 @@ def test_an_engine_error_names_task_template_and_example(tmp_path, monkeypatch):
         ("LIMIT=-1", r"EvalOptions.limit=-1: expected an integer >= 1, or None .*\(gin: LIMIT\)"),
         ("CHUNK_SIZE=0", r"EvalOptions.chunk_size=0: expected an integer >= 1 \(gin: CHUNK_SIZE\)"),
         ("BATCH_SIZE=0", r"EvalOptions.batch_size=0: expected an integer >= 1 \(gin: BATCH_SIZE"),
-        ("MODE='sunn'", r"EvalOptions.mode='sunn': expected one of \('standard', 'sun', 'ni'\)"),
+        (
+            "MODE='sunn'",
+            r"EvalOptions.mode='sunn': expected one of \('standard', 'sun', 'ni', 'ni_free'\)",
+        ),
         # 8 forced host devices (tests/conftest.py): the data axis is 8.
         ("BATCH_SIZE=12", r"BATCH_SIZE=12 must be a multiple of the mesh's data axis \(8 = 8 dev"),
         ("SPLIT='train'", "task jr:toyqa:qa:toyqa_o1: data set toyqa has no split 'train'"),

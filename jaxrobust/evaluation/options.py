@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from jaxrobust.inference.loading import ModelSpec
 from jaxrobust.storage import records
 
-MODES = ("standard", "sun", "ni")
+MODES = ("standard", "sun", "ni", "ni_free")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,7 @@ class EvalOptions:
     split: str | None = None
     limit: int | None = None  # First `limit` examples of each task; None = all.
     render_seed: int = 0  # Seed of templates' random choices (tasks.examples).
-    mode: str = "standard"  # Engine.rank_classify mode: 'standard', 'sun' or 'ni'.
+    mode: str = "standard"  # Engine.rank_classify mode: 'standard', 'sun', 'ni', 'ni_free'.
     average: bool = False  # 'standard' mode: mean per-token log-likelihood.
     batch_size: int = 32  # Global rows per engine step.
     max_input_len: int = 512  # Encoder tokens; longer inputs are truncated (and flagged).

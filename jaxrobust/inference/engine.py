@@ -29,7 +29,18 @@ Scoring modes of `Engine.rank_classify`:
   we do not copy: HF `generate` stops once every row of *their* batch has
   emitted EOS, and then fewer than n steps are read (their batches are not
   ours); we always read n steps.
-- `"ni"`: a reproduction of Ni et al.'s exact-match scoring: greedy generation,
+- `"ni"`: QA4RE's decoding for HF models (OSU-NLP-Group/QA4RE
+  `utils/hf_model_utils.py`, used by Ni et al. for the multiple-choice QA
+  format): greedy decoding constrained to the options (in that format the
+  option letters), each option tokenised alone without special tokens plus
+  EOS, the allowed tokens at each step those continuing an option (a prefix
+  trie), at most the longest option's length. The prediction is the option
+  decoded, never `NO_MATCH`. Computed without a decoding loop: the
+  log-likelihood of every trie prefix where the trie branches is scored
+  teacher-forced (the 'standard' scorer) and the greedy walk down the trie
+  compares those (`_constrained_greedy`); each step's distribution given the
+  prefix is the one the constrained decode sees.
+- `"ni_free"`: the free-generation variant: unconstrained greedy generation,
   then the prediction is the option whose normalised text equals the output
   (`generation.match_option(..., letters=False)`), else `generation.NO_MATCH`.
 
@@ -86,11 +97,11 @@ from jaxrobust.parallel import distributed, partitioning
 class RankResult:
     """One example's rank classification."""
 
-    scores: np.ndarray  # [O] option scores (log-likelihoods; 1/0 exact matches for "ni").
+    scores: np.ndarray  # [O] option scores (log-likelihoods; one-hot / zeros for "ni*").
     prediction: int  # Option index, or NO_MATCH (-1) for an unmatched generation.
-    probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni").
+    probs: np.ndarray  # [O] softmax of scores (one-hot / zeros for "ni*").
     truncated: bool  # The input was shortened to fit.
-    generated: str | None = None  # The generated text ("ni" mode).
+    generated: str | None = None  # The generated text ("ni" and "ni_free" modes).
     protected_cut: bool = False  # It did not fit even shortened: protected text may be cut.
 
 
@@ -106,6 +117,49 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     e = np.exp(x - np.max(x))
     return e / e.sum()
+
+
+def _children(seqs: Sequence[tuple], prefix: tuple) -> list[int]:
+    """The tokens that may follow `prefix` in the option trie (sorted ids)."""
+    n = len(prefix)
+    return sorted({s[n] for s in seqs if len(s) > n and s[:n] == prefix})
+
+
+def _contested_prefixes(seqs: Sequence[tuple]) -> list[tuple]:
+    """Trie nodes whose parent has several children: the only ones whose
+    log-likelihood a constrained greedy step compares (sorted, unique)."""
+    nodes = set()
+    for s in seqs:
+        for k in range(len(s)):
+            if len(_children(seqs, s[:k])) > 1:
+                nodes.add(s[: k + 1])
+    return sorted(nodes) or [seqs[0][:1]]
+
+
+def _constrained_greedy(seqs: Sequence[tuple], total: dict, eos_id: int) -> int:
+    """The option a greedy decode restricted to the option trie produces.
+
+    `seqs`: each option's tokens with EOS; `total[prefix]`: the log-likelihood of
+    `prefix` (a contested trie node). Each step takes the allowed token of
+    highest probability: children of one node share the prefix, so their totals
+    differ by the step's log-probabilities; ties go to the lowest token id (the
+    first maximum of torch's argmax over masked logits). Decoding stops at EOS or
+    after the longest option's tokens (QA4RE's `max_new_tokens`). Returns the
+    first option with those tokens.
+    """
+    longest = max(len(s) - 1 for s in seqs)
+    prefix: tuple = ()
+    while True:
+        options = _children(seqs, prefix)
+        if len(options) == 1:
+            nxt = options[0]
+        else:
+            nxt = max(options, key=lambda t: (total[prefix + (t,)], -t))
+        prefix += (nxt,)
+        if nxt == eos_id or len(prefix) == longest:
+            break
+    label = prefix[:-1] if prefix[-1] == eos_id else prefix
+    return next(i for i, s in enumerate(seqs) if s[:-1] == label)
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +351,7 @@ class Engine:
           inputs: rendered inputs (`InputParts`, or plain strings: nothing in them
             shortenable), this process's examples.
           options: per input, its answer options (counts may differ).
-          mode: "standard", "sun" or "ni" (see the module docstring).
+          mode: "standard", "sun", "ni" or "ni_free" (see the module docstring).
           average: "standard" only: mean per-token log-likelihood.
           prefix_embeddings: a soft prompt `[P, D]` (`models/prompts.py`) prefixed
             to every input ("standard" mode). It is an argument of the
@@ -306,9 +360,13 @@ class Engine:
         if len(inputs) != len(options):
             raise ValueError(f"{len(inputs)} inputs but {len(options)} option lists")
         if mode == "ni":
+            return self._rank_constrained(inputs, options)
+        if mode == "ni_free":
             return self._rank_by_generation(inputs, options)
         if mode not in ("standard", "sun"):
-            raise ValueError(f"unknown mode {mode!r}; expected 'standard', 'sun' or 'ni'")
+            raise ValueError(
+                f"unknown mode {mode!r}; expected 'standard', 'sun', 'ni' or 'ni_free'"
+            )
         max_len = self.sun_max_input_len if mode == "sun" else self.max_input_len
         enc, opt_ids = [], []
         for i, (x, opts) in enumerate(zip(inputs, options, strict=True)):
@@ -426,6 +484,58 @@ class Engine:
             if pred != generation.NO_MATCH:
                 onehot[pred] = 1.0
             out.append(RankResult(onehot, pred, onehot.copy(), trunc, text, protected_cut=cut))
+        return out
+
+    def _rank_constrained(self, inputs, options) -> list[RankResult]:
+        """Mode 'ni': greedy decoding constrained to the options (QA4RE's rule; see the
+        module docstring), read off teacher-forced scores of the options' prefixes."""
+        eos = self.tokenizer.eos_id
+        enc = [self._encode(x, self.max_input_len) for x in inputs]
+        seqs, asked = [], []
+        for i, opts in enumerate(options):
+            if not opts:
+                raise ValueError(f"example {i}: empty option list")
+            ids = [tuple(self.tokenizer.encode(o, add_eos=True)) for o in opts]
+            if any(len(t) < 2 for t in ids):
+                raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
+            seqs.append(ids)
+            asked.append(_contested_prefixes(ids))
+        totals = self._score_sequences([e[0] for e in enc], asked)
+        out = []
+        for i, opts in enumerate(options):
+            total = dict(zip(asked[i], totals[i], strict=True))
+            pred = _constrained_greedy(seqs[i], total, eos)
+            onehot = np.zeros(len(opts))
+            onehot[pred] = 1.0
+            text = self.tokenizer.decode(list(seqs[i][pred]))
+            out.append(
+                RankResult(onehot, pred, onehot.copy(), enc[i][1], text, protected_cut=enc[i][2])
+            )
+        return out
+
+    def _score_sequences(self, prompts: list[list[int]], conts: list[list[tuple]]):
+        """Teacher-forced log-likelihoods of each prompt's continuations ('standard'
+        scorer, continuations given as token ids), in input order."""
+        sizes = [
+            (len(p), len(c), max(len(t) for t in c)) for p, c in zip(prompts, conts, strict=True)
+        ]
+        buckets = [self.length_buckets, self.option_count_buckets, self.option_len_buckets]
+        order, steps = self._plan(sizes, buckets)
+        fn = self._functions()["standard"]
+        out: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+        for k, (s, o, length) in enumerate(steps):
+            idx = order[k * self.local_batch : (k + 1) * self.local_batch]
+            local = self.adapter.rank_batch(
+                [prompts[i] for i in idx],
+                [[list(t) for t in conts[i]] for i in idx],
+                s,
+                o,
+                length,
+                self.local_batch,
+            )
+            scores = self._run("standard", fn, 2, local)
+            for row, i in enumerate(idx):
+                out[i] = np.asarray(scores[row, : len(conts[i])], np.float64)
         return out
 
     def _generate(self, inputs, max_new_tokens: int) -> tuple[list[str], list[tuple[bool, bool]]]:
