@@ -297,3 +297,17 @@ def test_training_shortens_only_the_passage(shared_data_dir):
             assert len(ids) <= 128 and ids[-1] == TOK.eos_id
             assert _in_order(text, p.protected) and text.endswith(p.segments[-1])
             assert len(text) < len(p.text)
+
+
+def test_score_says_when_a_prompt_was_cut(monkeypatch, capsys):
+    """`score`'s prompts are protected whole: one longer than its 128 tokens is cut by
+    the model's rule, and the output says so."""
+    from jaxrobust import main
+
+    long = ("Read this twice. " * 12) + "Is Paris the capital of France?"
+    prompts = [(long, ["yes", "no"])] + main.DEMO_PROMPTS[1:]
+    monkeypatch.setattr(main, "DEMO_PROMPTS", prompts)
+    assert main.main(["score"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(cut to 128 tokens: part of the prompt is lost)") == 1
+    assert out.index("(cut to") > out.index(long) > 0
