@@ -1,6 +1,7 @@
 """jaxrobust's command line: one function per command.
 
-  python -m jaxrobust.main score [--family t5] [--checkpoint HF_DIR] [--preset tiny] [--seed 0]
+  python -m jaxrobust.main score [--family t5] [--checkpoint HF_DIR|HUB_ID|T5X] [--preset tiny]
+      [--tokenizer byte] [--seed 0]
   python -m jaxrobust.main eval --gin_file=gin_configs/runs/eval.gin \
       --gin_file=gin_configs/models/flan_t5_xl.gin --gin.CHECKPOINT_DIR="'/ckpt'" \
       --gin.MIXTURES="['jr:semeval:re#all']" --gin.OUTPUT_DIR="'/tmp/out'"
@@ -275,7 +276,12 @@ def report(args: argparse.Namespace) -> int:
     if cluster.resolve_cluster(os.environ).process_id != 0:
         print("report: written by process 0 only")  # No JAX here: the environment decides.
         return 0
-    out = report_lib.write_report(args.output_dir, n_resamples=args.n_resamples, seed=args.seed)
+    out = report_lib.write_report(
+        args.output_dir,
+        n_resamples=args.n_resamples,
+        seed=args.seed,
+        template_split=args.template_split,
+    )
     print((out / "summary.md").read_text())
     if args.compare_csv:
         from jaxrobust.analysis import compare
@@ -336,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         "compare instruction by instruction (analysis/compare.py); repeatable",
     )
     p.add_argument("--compare_model", help="the run's model to compare (default: the only one)")
+    p.add_argument(
+        "--template_split",
+        help="a training run's template_split.json for every model (default: each model's "
+        "own, beside its soft prompt or fine-tuned checkpoint)",
+    )
     argv = list(argv if argv is not None else sys.argv[1:]) or ["score"]
     # T5X-style `--gin.NAME=value` flags become gin bindings `NAME=value`.
     gin_flags = [a[len("--gin.") :] for a in argv if a.startswith("--gin.")]

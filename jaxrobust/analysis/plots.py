@@ -19,6 +19,8 @@ from jaxrobust.analysis.scoring import GROUPS
 from jaxrobust.storage import files
 
 COLORS = {"observed": "tab:blue", "unobserved": "tab:orange", "other": "tab:gray"}
+# A training run's unobserved templates, when the report knows its template split.
+COLORS |= {"paraphrase": "tab:green", "held_out": "tab:red"}
 
 
 def pyplot():
@@ -98,12 +100,15 @@ def representation(
 
     Args:
       title: "<model> — <benchmark>".
-      groups: [K] 'observed' / 'unobserved' of the templates in `drift`.
+      groups: [K] 'observed' / 'unobserved' (or a training run's 'paraphrase' /
+        'held_out') of the templates in `drift`.
       drift: `metrics.representation_drift` of those templates.
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for g in ("observed", "unobserved"):
+    for g in [
+        g for g in ("observed", "unobserved", "paraphrase", "held_out") if (groups == g).any()
+    ]:
         m = groups == g
         ax.scatter(drift.cosine_distance[m], 100 * drift.drop[m], color=COLORS[g], label=g)
     r, p = drift.pearson["cosine"]

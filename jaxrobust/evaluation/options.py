@@ -41,7 +41,10 @@ class EvalOptions:
     max_input_len: int = 512  # Encoder tokens; longer inputs are truncated (and flagged).
     model_parallel: int = 1  # Size of the mesh's `model` axis.
     chunk_size: int = 256  # Examples per committed chunk (the resume granularity).
-    record_pooled: bool = False  # Also store per-chunk sums of pooled encoder states.
+    # Also store per-chunk sums of a representation per example: True = the mean
+    # encoder state, 'decoder_first' = the decoder state at the first generation
+    # step (Sun et al.; T5 family); False = none.
+    record_pooled: bool | str = False
     progress: bool = True  # Progress line with ETA on stderr (process 0).
 
     def __post_init__(self):
@@ -62,6 +65,11 @@ class EvalOptions:
             at_least(name, 1)
         if self.mode not in MODES:
             raise ValueError(f"EvalOptions.mode={self.mode!r}: expected one of {MODES} (gin: MODE)")
+        if self.record_pooled not in (False, True, "decoder_first"):
+            raise ValueError(
+                f"EvalOptions.record_pooled={self.record_pooled!r}: expected False, True (mean "
+                "encoder state) or 'decoder_first' (gin: RECORD_POOLED)"
+            )
         if self.split is not None and (not isinstance(self.split, str) or not self.split):
             raise ValueError(
                 f"EvalOptions.split={self.split!r}: expected a split name, or None for each "

@@ -185,7 +185,8 @@ def make_scorer(
         if options.record_pooled:
             # Per-example states summed in chunk order: the same float64 sum
             # whatever the process count.
-            states = engine.pooled_encoder_states(inputs)  # [n_local, D] float32
+            kind = "first_step" if options.record_pooled == "decoder_first" else "pool"
+            states = engine.pooled_encoder_states(inputs, kind)  # [n_local, D] float32
             rows = distributed.gather_rows(states, -(-options.chunk_size // count))
             pooled = np.asarray(distributed.interleave(rows), np.float64).sum(0)
         return distributed.interleave(distributed.gather_json([local])), pooled

@@ -566,16 +566,26 @@ class Engine:
         texts = self.generate(inputs, max_new_tokens)
         return [(t, generation.match_option(t, o)) for t, o in zip(texts, options, strict=True)]
 
-    def pooled_encoder_states(self, inputs: Sequence[Input]) -> np.ndarray:
+    def pooled_encoder_states(self, inputs: Sequence[Input], kind: str = "pool") -> np.ndarray:
         """`[N, D]` float32: each input's final encoder states averaged over its tokens
-        (decoder-only models: the final normed states over the prompt's tokens)."""
+        (decoder-only models: the final normed states over the prompt's tokens).
+
+        `kind` 'first_step' gives instead the adapter's first-generation-step state
+        (T5: the decoder's final hidden state reading the start token, Sun et al.'s
+        representation; `inference.t5.first_step_decoder_states`)."""
+        fns = self._functions()
+        if kind not in ("pool", "first_step") or kind not in fns:
+            raise NotImplementedError(
+                f"representation {kind!r}: the {self.family.name!r} family gives "
+                f"{sorted(k for k in fns if k in ('pool', 'first_step'))}"
+            )
         enc = [self.encode_input(x, self.max_input_len) for x in inputs]
         order, steps = self._plan([(len(ids),) for ids, _ in enc], [self.length_buckets])
         out = np.zeros((len(inputs), self.config.emb_dim), np.float32)
-        fn = self._functions()["pool"]
+        fn = fns[kind]
         for k, (s,) in enumerate(steps):
             idx = order[k * self.local_batch : (k + 1) * self.local_batch]
             local = self.adapter.input_batch([enc[i][0] for i in idx], s, self.local_batch)
-            pooled = self._run("pool", fn, 2, local)
+            pooled = self._run(kind, fn, 2, local)
             out[idx] = pooled[: len(idx)]
         return out

@@ -3,7 +3,8 @@
 Pure, jittable functions of `(config, params, batch)`:
 `option_log_likelihoods` (differentiable in params and the soft prompt; the
 soft-prompt trainer's scorer), `sun_option_scores` (Sun et al.'s scores read off
-a greedy decode) and `pooled_encoder_states`. The encoder runs once per example
+a greedy decode), `pooled_encoder_states` and `first_step_decoder_states`
+(Sun et al.'s representation). The encoder runs once per example
 and all its options go through one `[B, O, L]` decoder call.
 
 `T5Adapter` is what the engine needs from the family: text -> ids (options are
@@ -87,6 +88,37 @@ def pooled_encoder_states(
     return jnp.sum(encoded.astype(jnp.float32) * m, axis=1) / jnp.maximum(m.sum(1), 1.0)
 
 
+def first_step_decoder_states(
+    config: t5_config.T5Config,
+    params: Any,
+    batch: dict[str, Array],
+    prefix_embeddings: Array | None = None,
+) -> Array:
+    """The decoder's final hidden state at the first generation step: `[B, D]` float32.
+
+    Sun et al.'s (2023) representation of an instruction-formatted input: the
+    last decoder layer's output, after the final layer norm (HF's
+    ``decoder_hidden_states[-1]``), at the one position that reads the decoder
+    start token, i.e. the state the first output token is predicted from. Read
+    with Flax's `capture_intermediates` on the decoder's final norm.
+    """
+    model = t5.T5(config)
+    variables = {"params": params}
+    encoded, mask = model.apply(variables, batch["inputs"], prefix_embeddings, method=t5.T5.encode)
+    start = jnp.full((encoded.shape[0], 1), config.pad_id, jnp.int32)  # T5's decoder start.
+    _, state = model.apply(
+        variables,
+        encoded,
+        mask,
+        start,
+        method=t5.T5.decode,
+        capture_intermediates=lambda mdl, method: mdl.name == "decoder_norm",
+        mutable=["intermediates"],
+    )
+    (hidden,) = state["intermediates"]["decoder"]["decoder_norm"]["__call__"]  # [B, 1, D]
+    return hidden[:, 0].astype(jnp.float32)
+
+
 def target_log_probs(
     config: t5_config.T5Config,
     params: Any,
@@ -165,7 +197,11 @@ class T5Adapter:
     def functions(self) -> dict[str, Callable]:
         """Mode-specific jittable functions; the engine adds the family's scorers."""
         cfg = self.config
-        return {"sun": lambda p, b: sun_option_scores(cfg, p, b)}
+        return {
+            "sun": lambda p, b: sun_option_scores(cfg, p, b),
+            # A representation (Engine.pooled_encoder_states(kind='first_step')).
+            "first_step": lambda p, b: first_step_decoder_states(cfg, p, b),
+        }
 
     def generate_fn(self, max_new_tokens: int) -> Callable:
         return lambda p, b: generation.greedy_decode(self.config, p, b["inputs"], max_new_tokens)[0]
