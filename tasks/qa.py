@@ -23,7 +23,7 @@ import string
 
 from jaxrobust.tasks import extending, registry
 
-from jaxrobust.data import datasets, flan, instructioneval
+from jaxrobust.data import datasets, flan, instructioneval, misapplied
 from jaxrobust.data import promptsource_observed as p3
 from jaxrobust.data import templates as tmpl
 
@@ -363,6 +363,25 @@ def add_p3_observed(*, root=None) -> list[str]:
             adapters = {**spec.adapters, **p3_adapters(spec.prepare, question, choices)}
             registry.SPECS[base] = dataclasses.replace(spec, adapters=adapters)
             names += extending.add_templates(base, mcqa)
+    return names
+
+
+# ---------------------------------------------------------------- observed but incorrect
+
+
+def add_flan_incorrect(*, style: str = "dash", path=None) -> list[str]:
+    """Adds Flan's instructions of other tasks (`misapplied.SOURCES`: sentiment, topic,
+    acceptability) to MMLU (every subject and the pool) and the BIG-bench Lite tasks, in
+    their ``#all`` and ``#incorrect_flan`` mixtures (Sun et al.'s observed but incorrect
+    instructions; the report shows them apart). An explicit call; returns the task names.
+    """
+    mmlu = misapplied.flan_incorrect("question", "choices", path=path, style=style)
+    names = extending.add_templates(MMLU_POOL, mmlu.templates)
+    bigbench = misapplied.flan_incorrect("input", "choices", path=path, style=style)
+    for task in BIGBENCH_TASKS:
+        names += extending.add_templates(
+            registry.base_name(bigbench_spec(task)), bigbench.templates
+        )
     return names
 
 

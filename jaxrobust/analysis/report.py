@@ -275,6 +275,8 @@ def _observed_split(per: list[TemplateRow], seen: list[bool]) -> dict | None:
     return out
 
 
+# Summary entries that are dicts: in summary.json and summary.md, not in summary.csv.
+_NESTED = ("representation", "observed_split", "alignment", "observed_incorrect")
 # A record file's `record_pooled` setting -> the representation its states are.
 STATES = {True: "encoder_mean", "decoder_first": "decoder_first_step"}
 # Roles of a training run's templates (`training.data.TemplateSplit`).
@@ -411,6 +413,7 @@ def summary_markdown(
         f"Metrics: {notes}.\n\n" + _md(header, body)
     )
     text += _observed_split_markdown(summaries, model_order) + _alignment_markdown(summaries)
+    text += _incorrect_markdown(summaries)
     text += _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
     return text + _truncation_markdown(summaries, model_order)
 
@@ -441,6 +444,51 @@ def _per_dataset_markdown(per_dataset: list[dict], model_order: list[str]) -> st
         "Each data set of a benchmark of several (a BIG-bench Lite task, an MMLU subject) "
         "on its own: mean ± std over templates in percent, gap with its two-level "
         "bootstrap 95% CI.\n\n" + _md(header, body)
+    )
+
+
+def _incorrect(rows: list[TemplateRow], collections) -> dict | None:
+    """Observed but incorrect instructions (provenance ``incorrect:<c>:<origin>``: a
+    collection's instruction for another task): their mean, and how many of them the
+    model was tuned on (`tuning.classify` of the same text as ``observed:``)."""
+    sel = [r for r in rows if r.provenance.startswith("incorrect:")]
+    if not sel:
+        return None
+    seen = [
+        r
+        for r in sel
+        if scoring.group_for_model("observed:" + r.provenance.split(":", 1)[1], collections)
+        == "observed"
+    ]
+    return {
+        "n": len(sel),
+        "mean": float(np.mean([r.score for r in sel])),
+        "tuned_on_n": len(seen),
+        "tuned_on_mean": float(np.mean([r.score for r in seen])) if seen else None,
+    }
+
+
+def _incorrect_markdown(summaries: list[dict]) -> str:
+    rows = [s for s in summaries if s.get("observed_incorrect")]
+    if not rows:
+        return ""
+    body = [
+        [
+            s["model"],
+            s["benchmark"],
+            _pct(s["observed_mean"]),
+            f"{_pct(s['observed_incorrect']['tuned_on_mean'])} "
+            f"({s['observed_incorrect']['tuned_on_n']})",
+            _pct(s["unobserved_mean"]),
+        ]
+        for s in rows
+    ]
+    return (
+        "\n## Observed but incorrect instructions\n\n"
+        "Instructions the model was tuned on for another task (sentiment, topic, ...), "
+        "applied to this benchmark: mean over templates in percent (number of templates), "
+        "beside the observed and unobserved means; counted in neither.\n\n"
+        + _md(["model", "benchmark", "observed", "observed, another task", "unobserved"], body)
     )
 
 
@@ -650,6 +698,11 @@ def write_report(
         sel = [r for r in rows if (r.model, r.benchmark) == key]
         name = f"{plots.safe_name(key[0])}__{plots.safe_name(key[1])}.png"
         plots.templates(sel, plot_dir / f"templates__{name}")
+        incorrect = _incorrect(sel, models.get(key[0], {}).get("observed_collections", ("*",)))
+        if incorrect:
+            for s in summaries:
+                if (s["model"], s["benchmark"]) == key:
+                    s["observed_incorrect"] = incorrect
         split = splits.get(key[0])
         roles = split[2] if split and split[1] == key[1].removesuffix(f" {POOLED}") else None
         if roles:
@@ -671,10 +724,7 @@ def write_report(
     for name, pts in series.items():
         if len({size for size, _ in pts}) >= 2:
             plots.sizes(name, pts, plot_dir / f"size__{plots.safe_name(name)}.png")
-    flat = [
-        {k: v for k, v in s.items() if k not in ("representation", "observed_split", "alignment")}
-        for s in summaries
-    ]
+    flat = [{k: v for k, v in s.items() if k not in _NESTED} for s in summaries]
     trows = [dataclasses.asdict(r) for r in rows]
     tables = {
         "summary.md": summary_markdown(summaries, order, result.rankings)

@@ -13,6 +13,9 @@ a *provenance* saying where the wording comes from:
   observed text that no T0 model was trained on).
 * ``style:<collection>``: written in this project in a collection's style;
   never counted as observed.
+* ``incorrect:<collection>:<origin>``: a collection's instruction for another
+  task (its origin) applied to this one (`jaxrobust.data.misapplied`); never
+  counted as observed or unobserved, reported apart.
 * ``unobserved``: written in this project, new wording.
 * ``default``: the data set's own native prompt (a BIG-bench task prefix, the
   MMLU header).
@@ -52,7 +55,7 @@ import yaml
 # set the text was written for (``observed:p3:super_glue/boolq``; see
 # `jaxrobust.data.tuning`, which decides whether a model saw it).
 PROVENANCE_RE = re.compile(
-    r"^(observed|style):([a-z0-9_+]+)(:[A-Za-z0-9_./+-]+)?$|^(unobserved|default)$"
+    r"^(observed|style|incorrect):([a-z0-9_+]+)(:[A-Za-z0-9_./+-]+)?$|^(unobserved|default)$"
 )
 # Collections whose text a template may claim as observed or imitate in style.
 COLLECTIONS = {
@@ -133,6 +136,7 @@ class Template:
         if not PROVENANCE_RE.match(self.provenance):
             self.error(
                 f"provenance {self.provenance!r} is not observed:<collection>[:<origin>], "
+                "incorrect:<collection>:<origin>, "
                 "style:<collection>, unobserved or default"
             )
         collection = self.collection

@@ -55,11 +55,65 @@ def task_examples(task: str, options: EvalOptions) -> list[dict]:
 
     spec, template = registry.REGISTERED[task]
     split = task_split(task, options)
+    if options.shots:
+        return with_demonstration(spec, template, split, options)
     return list(
         registry.examples(
             spec, template, split, limit=options.limit, seed=options.render_seed, parts=True
         )
     )
+
+
+# Between the demonstration's input and its answer, and between it and the input.
+DEMO_ANSWER_SEP, DEMO_SEP = "\n", "\n\n"
+
+
+def demonstration_record(spec, split: str, render_seed: int) -> tuple[dict, str]:
+    """(the record of a data set's one-shot demonstration, the split it is from).
+
+    From the data set's ``train`` split when it has one (and that is not the split
+    evaluated), else from `split` itself; the same record for every template of the
+    data set, drawn with `random.Random` seeded by the seed and the data set's name.
+    """
+    import random
+
+    source = "train" if "train" in spec.splits and split != "train" else split
+    records = spec.read(source)
+    if not records:
+        raise ValueError(f"{spec.dataset}: split {source!r} has no example to demonstrate")
+    index = random.Random(f"{render_seed}:{spec.dataset}:{source}").randrange(len(records))
+    return records[index], source
+
+
+def with_demonstration(spec, template, split: str, options: EvalOptions) -> list[dict]:
+    """The task's examples, each input preceded by one demonstration rendered with the
+    same template: ``<its input>\n<its answer>\n\n<the input>`` (the demonstration
+    is protected text: only the example's own shortenable part is ever cut). A
+    demonstration drawn from the evaluated split is left out of the scored examples."""
+    from jaxrobust.tasks import registry
+
+    record, source = demonstration_record(spec, split, options.render_seed)
+    demo = registry.to_features(spec, template, record, seed=options.render_seed)
+    if not demo["targets"]:
+        raise ValueError(
+            f"{registry.task_name(spec, template)}: the demonstration {demo['example_id']!r} "
+            "renders no answer"
+        )
+    prefix = demo["inputs"] + DEMO_ANSWER_SEP + demo["targets"] + DEMO_SEP
+    out = []
+    rows = registry.examples(spec, template, split, seed=options.render_seed, parts=True)
+    for ex in rows:
+        if source == split and ex["example_id"] == demo["example_id"]:
+            continue
+        if options.limit is not None and len(out) == options.limit:
+            break
+        ex = {**ex, "inputs": prefix + ex["inputs"]}
+        if ex.get("input_parts") is not None:
+            parts = InputParts.from_dict(ex["input_parts"])
+            segments = (prefix + parts.segments[0], *parts.segments[1:])
+            ex["input_parts"] = InputParts(segments, parts.keep).as_dict()
+        out.append(ex)
+    return out
 
 
 def model_input(example: dict) -> InputParts | str:

@@ -45,6 +45,11 @@ class EvalOptions:
     # encoder state, 'decoder_first' = the decoder state at the first generation
     # step (Sun et al.; T5 family); False = none.
     record_pooled: bool | str = False
+    # Demonstrations before each input (Sun et al.'s one-shot experiment): 0 or 1. The
+    # demonstration is rendered with the same template, drawn (seeded by render_seed)
+    # from the data set's train split, else from the evaluated split, whose example
+    # is then left out of scoring (`examples.with_demonstration`).
+    shots: int = 0
     progress: bool = True  # Progress line with ETA on stderr (process 0).
 
     def __post_init__(self):
@@ -65,6 +70,8 @@ class EvalOptions:
             at_least(name, 1)
         if self.mode not in MODES:
             raise ValueError(f"EvalOptions.mode={self.mode!r}: expected one of {MODES} (gin: MODE)")
+        if self.shots not in (0, 1) or isinstance(self.shots, bool):
+            raise ValueError(f"EvalOptions.shots={self.shots!r}: expected 0 or 1 (gin: SHOTS)")
         if self.record_pooled not in (False, True, "decoder_first"):
             raise ValueError(
                 f"EvalOptions.record_pooled={self.record_pooled!r}: expected False, True (mean "
@@ -104,6 +111,7 @@ def result_config(
         "max_input_len": options.max_input_len,
         "record_pooled": options.record_pooled,
         "weights_digest": weights_digest,
+        **({"shots": options.shots} if options.shots else {}),  # Zero-shot headers as before.
     }
 
 
