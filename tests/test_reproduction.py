@@ -12,12 +12,17 @@
 """
 
 import json
+import os
 import pathlib
+import re
+import shlex
+import subprocess
 import sys
 
 import gin
 import numpy as np
 import pytest
+from jaxrobust.tasks import qa
 from test_report import qa_rows, write_records
 
 from jaxrobust import evaluation, main
@@ -130,3 +135,114 @@ def test_per_data_set_rows_by_hand(tmp_path):
         write_records(one, "m", f"jr:boolq:qa:{tid}", prov, qa_rows(pa, gold["mmlu_a"]), spec=spec)
     saved = json.loads((report.write_report(one, n_resamples=10) / "summary.json").read_text())
     assert "per_dataset" not in saved
+
+
+# ---------------------------------------------------------------------------
+# The README's reproduction blocks on the tiny model.
+# ---------------------------------------------------------------------------
+
+BBL = [f"bbl_{t}" for t in qa.BIGBENCH_TASKS]
+SUN_COUNTS = {  # group -> templates (of 57 MMLU subjects / of each BIG-bench Lite task)
+    "observed_flan": (43, 43),
+    "observed_p3": (26, 14),
+    "unobserved": (12, 12),
+}
+NI_COUNTS = {  # mixture -> templates
+    "jr:semeval:re#observed_p3": 5,
+    "jr:semeval:re#unobserved": 12,
+    **{
+        f"jr:{d}:mcqa#{g}": n
+        for d in ("semeval", "tacred", "tacrev", "retacred")
+        for g, n in (("observed_flan", 43), ("observed_p3", 14), ("unobserved", 12))
+    },
+}
+
+
+MAIN = ["python", "-m", "jaxrobust.main"]
+
+
+def _readme_block(config: str, tmp_path: pathlib.Path) -> list[list[str]]:
+    """The commands of README's "Reproducing the papers" block naming `config`, as
+    argument lists (continuations joined), `/data/` moved under `tmp_path`."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Reproducing the papers\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"^```bash\n(.*?)^```", section, re.M | re.S) if config in b]
+    lines = block.replace("\\\n", " ").splitlines()
+    return [shlex.split(line.replace("/data/", f"{tmp_path}/data/")) for line in lines if line]
+
+
+def _reproduce(config: str, tmp_path: pathlib.Path) -> tuple[dict, dict]:
+    """Runs README's block for `config` (tests/fixtures/reproduce.py); returns the
+    driver's result and the report's summary.json."""
+    commands = _readme_block(config, tmp_path)
+    assert [c[:4] for c in commands] == [MAIN + ["eval"], MAIN + ["report"]]
+    job = {"eval": commands[0][3:], "report": commands[1][3:], "per_group": 1, "datasets": 2}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        **{f"JAXROBUST_{v}_DIR": str(FIXTURES / v.lower()) for v in ("TACRED", "RETACRED")},
+        "JAXROBUST_TACREV_DIR": str(FIXTURES / "tacred"),  # TACREV: TACRED's labels.
+    }
+    proc = subprocess.run(
+        [sys.executable, str(FIXTURES / "reproduce.py")],
+        input=json.dumps(job),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    out = pathlib.Path(commands[1][-1].split("=", 1)[1])
+    return json.loads(line[7:]), json.loads((out / "report" / "summary.json").read_text())
+
+
+def _assert_observed_and_unobserved(summary: list[dict], benchmarks: list[str]) -> None:
+    by_bench = {s["benchmark"]: s for s in summary}
+    assert sorted(by_bench) == sorted(benchmarks)
+    for b in benchmarks:
+        s = by_bench[b]
+        assert s["observed_n"] >= 1 and s["unobserved_n"] >= 1, b
+        for key in ("observed_mean", "unobserved_mean", "gap", "gap_ci_low", "gap_ci_high"):
+            assert s[key] is not None, (b, key)
+        assert s["gap"] == pytest.approx(s["observed_mean"] - s["unobserved_mean"])
+
+
+@pytest.mark.heavy
+def test_sun2023_block_on_the_tiny_model(tmp_path, shared_data_dir):
+    result, saved = _reproduce("sun2023_mmlu_bbl.gin", tmp_path)
+    assert result["mode"] == "sun"
+    assert result["task_modules"] == ["jaxrobust.tasks", "jaxrobust.tasks.sun2023"]
+    counts = result["counts"]
+    assert len(counts) == 3 * (1 + len(BBL))
+    for group, (mmlu, bbl) in SUN_COUNTS.items():
+        assert counts[f"jr:mmlu:qa#{group}"] == {"templates": mmlu, "datasets": 57}
+        for task in BBL:
+            assert counts[f"jr:{task}:qa#{group}"] == {"templates": bbl, "datasets": 1}
+    # One template per group on two MMLU subjects and on every BIG-bench Lite task.
+    assert len(result["tasks"]) == 3 * (2 + len(BBL))
+    _assert_observed_and_unobserved(
+        saved["summary"],
+        ["mmlu/qa", "mmlu/qa pooled", "bigbench_lite/qa", "bigbench_lite/qa pooled"],
+    )
+    per = {s["dataset"]: s for s in saved["per_dataset"]}
+    assert sorted(per) == sorted(BBL + ["mmlu_abstract_algebra", "mmlu_anatomy"])
+    for ds, s in per.items():
+        assert (s["observed_n"], s["unobserved_n"]) == (2, 1), ds  # Flan + P3; ours.
+        assert None not in (s["observed_mean"], s["unobserved_mean"], s["gap_ci_low"]), ds
+
+
+@pytest.mark.heavy
+def test_ni2023_block_on_the_tiny_model(tmp_path, shared_data_dir):
+    result, saved = _reproduce("ni2023_re.gin", tmp_path)
+    assert result["mode"] == "ni"
+    assert result["task_modules"] == ["jaxrobust.tasks", "jaxrobust.tasks.ni2023"]
+    assert {k: v["templates"] for k, v in result["counts"].items()} == NI_COUNTS
+    assert all(v["datasets"] == 1 for v in result["counts"].values())
+    assert len(result["tasks"]) == len(NI_COUNTS)
+    _assert_observed_and_unobserved(
+        saved["summary"],
+        ["semeval/re", "semeval/mcqa", "tacred/mcqa", "tacrev/mcqa", "retacred/mcqa"],
+    )
