@@ -26,7 +26,7 @@ from jaxrobust.tasks import qa
 from test_report import qa_rows, write_records
 
 from jaxrobust import evaluation, main
-from jaxrobust.analysis import report, stats
+from jaxrobust.analysis import report, scoring, stats
 from jaxrobust.storage import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -218,9 +218,25 @@ def test_sun2023_block_on_the_tiny_model(tmp_path, shared_data_dir):
     counts = result["counts"]
     assert len(counts) == 3 * (1 + len(BBL))
     for group, (mmlu, bbl) in SUN_COUNTS.items():
-        assert counts[f"jr:mmlu:qa#{group}"] == {"templates": mmlu, "datasets": 57}
+        assert counts[f"jr:mmlu:qa#{group}"]["templates"] == mmlu
+        assert counts[f"jr:mmlu:qa#{group}"]["datasets"] == 57
         for task in BBL:
-            assert counts[f"jr:{task}:qa#{group}"] == {"templates": bbl, "datasets": 1}
+            assert (
+                counts[f"jr:{task}:qa#{group}"]["templates"],
+                counts[f"jr:{task}:qa#{group}"]["datasets"],
+            ) == (bbl, 1)
+    # How each paper model's row counts them (its model gin's observed_collections).
+    for gin_file, want in {
+        "flan_t5_xl.gin": {"mmlu": (43, 12, 26), "bbl": (43, 12, 14)},
+        "t0pp.gin": {"mmlu": (26, 12, 43), "bbl": (14, 12, 43)},
+        "alpaca_7b.gin": {"mmlu": (0, 12, 69), "bbl": (0, 12, 57)},
+    }.items():
+        spec = _spec(["gin_configs/runs/eval.gin", f"gin_configs/models/{gin_file}"], [])
+        for bench, base in (("mmlu", "jr:mmlu:qa"), ("bbl", "jr:bbl_winowhy:qa")):
+            provenances = [p for g in SUN_COUNTS for p in counts[f"{base}#{g}"]["provenances"]]
+            groups = [scoring.group_for_model(p, spec.observed_collections) for p in provenances]
+            got = tuple(groups.count(g) for g in ("observed", "unobserved", "other"))
+            assert got == want[bench], (gin_file, bench)
     # One template per group on two MMLU subjects and on every BIG-bench Lite task.
     assert len(result["tasks"]) == 3 * (2 + len(BBL))
     _assert_observed_and_unobserved(
