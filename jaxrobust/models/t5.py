@@ -135,16 +135,27 @@ class Attention(nn.Module):
         w = kernel().astype(cfg.activation_dtype)
         return w.reshape(cfg.emb_dim, cfg.num_heads, cfg.head_dim)  # [D, N, H]
 
-    def project_kv(self, x: Array) -> tuple[Array, Array]:
-        """Keys and values `[B, S, N, H]` of `x` `[B, S, D]`."""
+    def project_kv(self, x: Array, heads_first: bool = False) -> tuple[Array, Array]:
+        """Keys and values of `x` `[B, S, D]`: `[B, S, N, H]`, or `[B, N, H, S]` with
+        `heads_first` (the layout the attention dots read; cross-attention keys and
+        values are made once in it, so a decode step does not transpose them again)."""
+        if heads_first:
+            k = jnp.einsum("BSD,DNH->BNHS", x, self._heads(self.key))
+            v = jnp.einsum("BSD,DNH->BNHS", x, self._heads(self.value))
+            k = nn.with_logical_constraint(k, ("batch", "heads", "kv", "length"))
+            v = nn.with_logical_constraint(v, ("batch", "heads", "kv", "length"))
+            return k, v
         k = jnp.einsum("BSD,DNH->BSNH", x, self._heads(self.key))
         v = jnp.einsum("BSD,DNH->BSNH", x, self._heads(self.value))
         k = nn.with_logical_constraint(k, ("batch", "length", "heads", "kv"))
         v = nn.with_logical_constraint(v, ("batch", "length", "heads", "kv"))
         return k, v
 
-    def __call__(self, x: Array, k: Array, v: Array, bias: Array) -> Array:
-        """Attends `x` `[B, T, D]` to keys/values `[B, S, N, H]`.
+    def __call__(
+        self, x: Array, k: Array, v: Array, bias: Array, heads_first: bool = False
+    ) -> Array:
+        """Attends `x` `[B, T, D]` to keys/values `[B, S, N, H]` (`[B, N, H, S]` when
+        `heads_first`, from `project_kv(..., heads_first=True)`).
 
         Args:
           bias: additive bias broadcastable to `[B, N, T, S]` (relative
@@ -156,9 +167,10 @@ class Attention(nn.Module):
         cfg = self.config
         q = jnp.einsum("BTD,DNH->BTNH", x, self._heads(self.query))
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
-        scores = jnp.einsum("BTNH,BSNH->BNTS", q, k).astype(jnp.float32)
+        kv = "BNHS" if heads_first else "BSNH"
+        scores = jnp.einsum(f"BTNH,{kv}->BNTS", q, k).astype(jnp.float32)
         probs = jax.nn.softmax(scores + bias.astype(jnp.float32), axis=-1)
-        ctx = jnp.einsum("BNTS,BSNH->BTNH", probs.astype(cfg.activation_dtype), v)
+        ctx = jnp.einsum(f"BNTS,{kv}->BTNH", probs.astype(cfg.activation_dtype), v)
         w_out = self.out().astype(cfg.activation_dtype)
         w_out = w_out.reshape(cfg.num_heads, cfg.head_dim, cfg.emb_dim)
         y = jnp.einsum("BTNH,NHD->BTD", ctx, w_out)
@@ -282,6 +294,7 @@ class DecoderLayer(nn.Module):
         num_options: int,
         cache: dict[str, Array] | None,
         cache_index: Array | None,
+        cross_heads_first: bool = False,
     ) -> tuple[Array, dict[str, Array] | None]:
         h = self.pre_self_attention_layer_norm(x)
         k, v = self.self_attention.project_kv(h)
@@ -296,7 +309,7 @@ class DecoderLayer(nn.Module):
         bo, t, d = h.shape
         # Options share their example's encoder output: fold O into the queries.
         h = h.reshape(bo // num_options, num_options * t, d)
-        y = self.encoder_decoder_attention(h, *cross_kv, cross_bias)
+        y = self.encoder_decoder_attention(h, *cross_kv, cross_bias, heads_first=cross_heads_first)
         x = x + y.reshape(bo, t, d)
         return x + self.mlp(self.pre_mlp_layer_norm(x)), cache
 
@@ -313,9 +326,15 @@ class Decoder(nn.Module):
         if not cfg.logits_via_embedding:
             self.logits_dense = layers.Kernel((cfg.emb_dim, cfg.vocab_size), ("embed", "vocab"))
 
-    def cross_kv(self, encoded: Array) -> list[tuple[Array, Array]]:
-        """Per-layer cross-attention keys/values of `encoded` `[B, S, D]`."""
-        return [layer.encoder_decoder_attention.project_kv(encoded) for layer in self.layers]
+    def cross_kv(self, encoded: Array, heads_first: bool = True) -> list[tuple[Array, Array]]:
+        """Per-layer cross-attention keys/values of `encoded` `[B, S, D]`: `[B, N, H, S]`
+        (the layout the attention dots read, so a decode step reuses them as they are),
+        or `[B, S, N, H]` without `heads_first` (the teacher-forced forward's, which
+        makes them in the same call)."""
+        return [
+            layer.encoder_decoder_attention.project_kv(encoded, heads_first)
+            for layer in self.layers
+        ]
 
     def __call__(
         self,
@@ -323,12 +342,14 @@ class Decoder(nn.Module):
         cross_kv: list[tuple[Array, Array]],
         encoder_mask: Array,
         cache: dict[str, Any] | None = None,
+        cross_heads_first: bool = True,
     ) -> tuple[Array, dict[str, Any] | None]:
         """Decoder logits.
 
         Args:
           tokens: `[B*O, T]` decoder input tokens (`layers.shift_right` of the targets).
-          cross_kv: from `cross_kv`, each `[B, S, N, H]`.
+          cross_kv: from `cross_kv`, each `[B, N, H, S]` (`[B, S, N, H]` when not
+            `cross_heads_first`).
           encoder_mask: `[B, S]`, True on real encoder positions.
           cache: None for a full (teacher-forced) forward, else from
             `T5.init_cache`; T new tokens are written at `cache['index']`.
@@ -358,7 +379,14 @@ class Decoder(nn.Module):
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache[f"layers_{i}"]
             x, layer_cache = layer(
-                x, self_bias, cross_kv[i], cross_bias, num_options, layer_cache, index
+                x,
+                self_bias,
+                cross_kv[i],
+                cross_bias,
+                num_options,
+                layer_cache,
+                index,
+                cross_heads_first,
             )
             if new_cache is not None:
                 new_cache[f"layers_{i}"] = layer_cache
@@ -425,9 +453,10 @@ class T5(nn.Module):
         """
         lead = decoder_input_tokens.shape[:-1]
         tokens = decoder_input_tokens.reshape(-1, decoder_input_tokens.shape[-1])
+        heads_first = cross_kv is not None  # From `cross_kv` (a decode loop): heads first.
         if cross_kv is None:
-            cross_kv = self.decoder.cross_kv(encoded)
-        logits, cache = self.decoder(tokens, cross_kv, encoder_mask, cache)
+            cross_kv = self.decoder.cross_kv(encoded, heads_first=False)
+        logits, cache = self.decoder(tokens, cross_kv, encoder_mask, cache, heads_first)
         return logits.reshape(lead + logits.shape[1:]), cache
 
     def __call__(
