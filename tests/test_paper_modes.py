@@ -12,6 +12,10 @@ import numpy as np
 import pytest
 import torch
 from parity_helpers import PARITY_TOL, T5_FAMILIES, log_softmax, make_hf_t5
+from test_inference_llama import (
+    tiny,  # noqa: F401  (the tiny LLaMA fixture)
+    tok_dir,  # noqa: F401  (its tokenizer fixture)
+)
 
 from jaxrobust import checkpoints, inference
 from jaxrobust.inference import engine as engine_lib
@@ -24,7 +28,7 @@ HF_WIDTHS = dict(vocab_size=260, d_model=16, d_kv=4, num_heads=4, d_ff=32)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def t5(tmp_path_factory):
     d = tmp_path_factory.mktemp("t5")
     hf = make_hf_t5(d, **HF_WIDTHS, **T5_FAMILIES["t5_v1_1"])
     config, params = checkpoints.load_hf_t5(d)
@@ -49,10 +53,10 @@ def _hf_steps(hf, ids, n):
     return [log_softmax(s[0].numpy()) for s in gen.logits]
 
 
-def test_sun_reads_at_most_32_steps(tiny):
+def test_sun_reads_at_most_32_steps(t5):
     """Their `generate(max_new_tokens=32)`: options longer than 32 tokens are compared
     on their first 32 tokens only (here 40-byte options that differ at byte 35 tie)."""
-    hf, config, params = tiny
+    hf, config, params = t5
     text = "Which string? Answer:"
     options = ["q" * 34 + "a" * 6, "q" * 34 + "b" * 6, "r" * 40]
     steps = _hf_steps(hf, TOK.encode(text), 32)
@@ -63,10 +67,10 @@ def test_sun_reads_at_most_32_steps(tiny):
     assert r.scores[0] == r.scores[1]  # Identical first 32 tokens.
 
 
-def test_sun_keeps_right_truncation_at_512(tiny):
+def test_sun_keeps_right_truncation_at_512(t5):
     """HF `truncation=True` at 512: the input's end is cut (T5 keeps EOS), even for an
     input whose passage the default truncation would shorten instead."""
-    _, config, params = tiny
+    _, config, params = t5
     eng = _engine(config, params)
     words = [f"w{i}" for i in range(300)]
     item = inference.Truncatable(
@@ -132,8 +136,8 @@ NI_CASES = [
 
 
 @pytest.mark.parametrize("case", range(len(NI_CASES)))
-def test_ni_constrained_decoding_matches_hf_generate(tiny, case):
-    hf, config, params = tiny
+def test_ni_constrained_decoding_matches_hf_generate(t5, case):
+    hf, config, params = t5
     text, options = NI_CASES[case]
     r = _engine(config, params).rank_classify([text], [options], mode="ni")[0]
     assert r.prediction == _qa4re_reference(hf, text, options)
@@ -157,3 +161,39 @@ def test_ni_constrained_walk_by_hand():
     assert engine_lib._contested_prefixes(seqs) == [(5, eos), (5, 6)]
     assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.1, (5, 6): -0.2}, eos) == 0
     assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.3, (5, 6): -0.2}, eos) == 1
+
+
+def test_ni_constrained_decoding_matches_hf_generate_llama(tiny):  # noqa: F811 (fixture)
+    """LLaMA, as QA4RE's `call_hf_llm_causal`: the prompt with BOS, options tokenised
+    alone without special tokens plus EOS, `generate` constrained to their trie."""
+    hf, hf_tok, tok, config, params = tiny  # test_inference_llama's tiny LLaMA.
+    engine = inference.Engine(
+        config, params, tok, mesh=partitioning.single_device_mesh(), batch_size=2
+    )
+    for prompt, options in [
+        ("Answer:", ["yes", "no", "yes indeed"]),
+        ("Pick the relation between the two entities.", ["cause effect", "the relation", "no"]),
+        ("Is the answer yes?", ["A", "B", "C"]),
+    ]:
+        seqs = [hf_tok(o, add_special_tokens=False)["input_ids"] + [tok.eos_id] for o in options]
+        ids = [tok.bos_id] + hf_tok(prompt, add_special_tokens=False)["input_ids"]
+
+        def allowed(batch_id, decoded, seqs=seqs, ids=ids):
+            prefix = [int(t) for t in decoded[len(ids) :]]
+            k = len(prefix)
+            return sorted({s[k] for s in seqs if len(s) > k and s[:k] == prefix})
+
+        with torch.no_grad():
+            out = hf.generate(
+                input_ids=torch.tensor([ids]),
+                max_new_tokens=max(len(s) - 1 for s in seqs),
+                do_sample=False,
+                prefix_allowed_tokens_fn=allowed,
+                eos_token_id=tok.eos_id,
+                pad_token_id=tok.eos_id,
+            )
+        new = [int(t) for t in out[0][len(ids) :]]
+        new = new[: new.index(tok.eos_id)] if tok.eos_id in new else new
+        want = [s[:-1] for s in seqs].index(new)
+        r = engine.rank_classify([prompt], [options], mode="ni")[0]
+        assert r.prediction == want, (prompt, options)
