@@ -754,13 +754,15 @@ def test_hub_id_resolves_through_the_huggingface_hub_cache_offline(tmp_path):
         "from jaxrobust import inference; from jaxrobust.parallel import partitioning; "
         "m = inference.load_model(inference.ModelSpec(name='hub', "
         "checkpoint='jaxrobust-test/tiny-t5'), partitioning.make_mesh()); "
-        "print(m.weights_digest, m.tokenizer.vocab_size)"
+        "print(m.weights_digest, m.tokenizer.vocab_size, inference.make_tokenizer("
+        "inference.ModelSpec(name='t', tokenizer='jaxrobust-test/tiny-t5')).vocab_size)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == [want.weights_digest, str(want.tokenizer.vocab_size)]
+    vocab = str(want.tokenizer.vocab_size)
+    assert proc.stdout.split() == [want.weights_digest, vocab, vocab]  # Tokenizer by id too.
     proc = subprocess.run(
         [*score, "--checkpoint", "jaxrobust-test/absent"],
         env=env,

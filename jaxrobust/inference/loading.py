@@ -157,7 +157,9 @@ def make_tokenizer(spec: ModelSpec, checkpoint: str | None = None) -> Any:
         )
     if spec.tokenizer:
         with local_source(spec.tokenizer) as directory:
-            return tokenizer_lib.HFTokenizer(directory)
+            tok = tokenizer_lib.HFTokenizer(directory)
+        tok.directory = spec.tokenizer  # Messages name it as given (not a temporary copy).
+        return tok
     with contextlib.ExitStack() as stack:
         local = checkpoint or stack.enter_context(local_source(spec.checkpoint))
         if checkpoints.is_t5x(local):
