@@ -372,3 +372,46 @@ def test_finite_check_passes_real_scores():
     guards.check_finite({"task": "x"}, rows, np.zeros(3))
     with pytest.raises(guards.NonFiniteScoreError, match="example 'a': option #1 scored -inf"):
         guards.check_finite({"task": "x"}, [{**rows[0], "scores": [-1.0, -np.inf]}], None)
+
+
+# ---------------------------------------------------------------------------
+# A failed start writes nothing (issue 15).
+# ---------------------------------------------------------------------------
+
+
+def test_eval_with_a_missing_checkpoint_writes_nothing(tmp_path):
+    """README's model-gin command with a CHECKPOINT_DIR that holds no model: refused
+    naming it, and the output folder is not even made (no model.json, no run file)."""
+    out = tmp_path / "out"
+    args = [
+        "eval",
+        "--gin_file=gin_configs/runs/eval.gin",
+        "--gin_file=gin_configs/models/flan_t5_small.gin",
+        f"--gin.CHECKPOINT_DIR='{tmp_path / 'no_ckpt'}'",
+        f"--gin.MIXTURES=['{QA}o1']",
+        f"--gin.OUTPUT_DIR='{out}'",
+        "--gin.TASK_MODULES=['eval_tasks']",
+    ]
+    with pytest.raises(Exception, match="no_ckpt"):
+        main.main(args)
+    assert not out.exists()
+
+
+def test_train_prompt_on_a_data_set_without_a_train_split_writes_nothing(tmp_path):
+    """BoolQ holds only validation: training's default split is refused naming the task
+    and the splits it has, before the model loads, and the workdir is not made (before:
+    train_settings.json and template_split.json were left behind)."""
+    work = tmp_path / "work"
+    args = [
+        "train_prompt",
+        "--gin_file=gin_configs/runs/train_prompt.gin",
+        "--gin_file=gin_configs/tiny.gin",
+        "--gin.TASK='jr:boolq:qa'",
+        f"--gin.WORKDIR='{work}'",
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"task jr:boolq:qa:\S+: data set boolq has no split 'train'; it has \['validation'\]",
+    ):
+        main.main(args)
+    assert not work.exists()
