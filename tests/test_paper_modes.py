@@ -197,3 +197,19 @@ def test_ni_constrained_decoding_matches_hf_generate_llama(tiny):  # noqa: F811 
         want = [s[:-1] for s in seqs].index(new)
         r = engine.rank_classify([prompt], [options], mode="ni")[0]
         assert r.prediction == want, (prompt, options)
+
+
+def test_ni_many_options_span_several_rows(t5):
+    """TACRED's 42 relation names as options (61 contested prefixes in bytes): with an
+    option-count bucket of 16 an example is scored over several rows, and the
+    prediction is the one a single row gives, and transformers' constrained generate."""
+    hf, config, params = t5
+    from jaxrobust.tasks import relation_schemas
+
+    options = list(relation_schemas.TACRED_LABELS)
+    text = "Anna Berg was born in Oslo. Relation:"
+    small = _engine(config, params, option_count_buckets=(4, 16))
+    big = _engine(config, params, option_count_buckets=(4, 16, 64))
+    a = small.rank_classify([text], [options], mode="ni")[0]
+    b = big.rank_classify([text], [options], mode="ni")[0]
+    assert a.prediction == b.prediction == _qa4re_reference(hf, text, options)

@@ -500,11 +500,17 @@ class Engine:
                 raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
             seqs.append(ids)
             asked.append(_contested_prefixes(ids))
-        totals = self._score_sequences([e[0] for e in enc], asked)
+        # Rows of at most the largest option-count bucket (an example with more
+        # contested prefixes is scored over several rows with the same input).
+        cap = self.option_count_buckets[-1]
+        rows = [(i, a[k : k + cap]) for i, a in enumerate(asked) for k in range(0, len(a), cap)]
+        scored = self._score_sequences([enc[i][0] for i, _ in rows], [c for _, c in rows])
+        totals: list[dict] = [{} for _ in options]
+        for (i, chunk), sc in zip(rows, scored, strict=True):
+            totals[i].update(zip(chunk, sc, strict=True))
         out = []
         for i, opts in enumerate(options):
-            total = dict(zip(asked[i], totals[i], strict=True))
-            pred = _constrained_greedy(seqs[i], total, eos)
+            pred = _constrained_greedy(seqs[i], totals[i], eos)
             onehot = np.zeros(len(opts))
             onehot[pred] = 1.0
             text = self.tokenizer.decode(list(seqs[i][pred]))
