@@ -3,8 +3,8 @@
 Run (CPU-sized default is the issue's: flan-t5-small shape, random weights,
 256 examples x 4 options, inputs 256 tokens, options 1-8 tokens, 16 new tokens):
 
-    python benchmarks/bench_rank_classification.py                 # ~10 min on 2 cores
-    python benchmarks/bench_rank_classification.py --examples 64   # quicker
+    python benchmarks/bench_rank_classification.py                 # 3 repetitions, long
+    python benchmarks/bench_rank_classification.py --examples 32 --input-len 128  # quicker
     python benchmarks/bench_rank_classification.py --preset flan-t5-xl --dtype bfloat16 \
         --skip-hf                                                  # GPU, JAX only
 
@@ -14,10 +14,14 @@ random tokens, options 1-8 tokens scored without EOS:
 
     python benchmarks/bench_rank_classification.py --family llama --examples 16  # ~5 min
 
-Each arm runs in its own subprocess (so peak RSS is per arm and the arms do not
-share threads) on the same random weights (saved once as an HF directory) and
-the same token ids. Every arm is run once to warm up (compile / allocate), then
-timed. Arms:
+Each arm is a long-lived worker process (so peak RSS is per arm and the arms do
+not share threads), pinned to the same `--threads` cores, on the same random
+weights (saved once as an HF directory) and the same token ids. Every arm is run
+once on one batch to warm up (compile / allocate); then the arms are timed in
+turn, A B A B ..., `--reps` times (`interleave.py`): medians with min-max,
+speed-ups per pair of adjacent runs, the matmul throughput before every
+repetition with a drift flag; `--write-readme` writes the result into README.md's
+`bench:engine` block. Arms:
   hf_usual  one (context, option) pair per row, as lm-evaluation-harness does:
             the encoder runs once per option;
   hf_best   encoder once per example, its output repeated for the O options,
@@ -34,22 +38,24 @@ LLaMA arms (the same names, decoder-only work):
   jax_rank  `Engine.rank_classify` with the LLaMA adapter (prompt once, the
             options packed after it in one pass, see `inference_llama`);
   hf_gen / jax_gen  greedy generation with the KV cache.
-Also measured in the T5 JAX arm: a large matmul's throughput in the chosen dtype
-(the machine's practical peak) and the encoder's FLOP rate at batch 32.
+Also measured in the T5 JAX arm at every repetition: the encoder's FLOP rate at
+batch 32 and, right after it in the same process, a large matmul's throughput in
+the chosen dtype (the machine's practical peak).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import interleave  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # Shared set-up: data and weights.
@@ -97,11 +103,12 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------
 
 
-def run_hf(args, arm: str) -> dict:
+def make_hf(args, arm: str):
+    """(work function of n examples, peak-memory function) of a T5 HF arm."""
     import torch
     import transformers
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(interleave.pin_threads())
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = transformers.T5ForConditionalGeneration.from_pretrained(args.weights, dtype=dtype)
@@ -145,35 +152,12 @@ def run_hf(args, arm: str) -> dict:
             model.generate(input_ids=ids, max_new_tokens=args.gen_tokens, do_sample=False).cpu()
 
     fn = {"hf_usual": usual, "hf_best": best, "hf_gen": gen}[arm]
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        fn(min(bs, args.examples))  # Warm-up.
-        warm = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fn(args.examples)
-        secs = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_rss_mb()
-    return {"arm": arm, "seconds": secs, "warmup_s": warm, "compiles": 0, "peak_mb": peak}
+    return fn, lambda: _torch_peak(torch, dev)
 
 
 # ---------------------------------------------------------------------------
 # JAX arms.
 # ---------------------------------------------------------------------------
-
-
-def matmul_tflops(dtype: str, n: int) -> float:
-    """Best-of-5 throughput of an [n, n] @ [n, n] matmul, TFLOP/s."""
-    import jax
-
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n)).astype(dtype)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e12
 
 
 def encoder_flops(cfg, batch: int, length: int) -> float:
@@ -211,7 +195,8 @@ def _engine(args, tokenizer):
     )
 
 
-def run_jax(args, arm: str) -> dict:
+def make_jax(args, arm: str):
+    """(work function of n examples, peak-memory function, encoder probe or None)."""
     import jax
 
     from jaxrobust.models import t5
@@ -222,7 +207,6 @@ def run_jax(args, arm: str) -> dict:
     inputs, options = make_data(args, config.vocab_size)
     texts = [_text(x) for x in inputs]
     opt_texts = [[_text(o) for o in opts] for opts in options]
-    bs = args.batch_size
     if arm == "jax_rank":
 
         def fn(n):
@@ -232,30 +216,12 @@ def run_jax(args, arm: str) -> dict:
         def fn(n):
             return eng.generate(texts[:n], args.gen_tokens)
 
-    t0 = time.perf_counter()
-    fn(min(bs, args.examples))
-    warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fn(args.examples)
-    secs = time.perf_counter() - t0
-    stats = jax.devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use", 0) / 2**20 or peak_rss_mb()
-    out = {
-        "arm": arm,
-        "seconds": secs,
-        "warmup_s": warm,
-        "compiles": sum(eng.trace_counts.values()),
-        "peak_mb": peak,
-    }
-    if arm == "jax_rank":
-        # The encoder alone at batch 32 vs the machine's matmul throughput.
-        model = t5.T5(config)
-        enc = partitioning.partition(
-            lambda p, x: model.apply({"params": p}, x, method=t5.T5.encode)[0],
-            eng.mesh,
-            eng.rules,
-            in_shardings=(eng.param_shardings, partitioning.batch_sharding(eng.mesh, 2)),
-        )
+    def peak():
+        stats = jax.devices()[0].memory_stats() or {}
+        return stats.get("peak_bytes_in_use", 0) / 2**20 or peak_rss_mb()
+
+    def encoder_probe() -> dict:
+        """The encoder alone at batch 32 and, right after, a matmul, in GFLOP/s."""
         x = np.asarray(inputs[:32], np.int32)
         enc(eng.params, x).block_until_ready()
         best = float("inf")
@@ -263,10 +229,23 @@ def run_jax(args, arm: str) -> dict:
             t0 = time.perf_counter()
             enc(eng.params, x).block_until_ready()
             best = min(best, time.perf_counter() - t0)
-        out["encoder_tflops"] = encoder_flops(config, 32, args.input_len) / best / 1e12
         cpu = jax.devices()[0].platform == "cpu"
-        out["matmul_tflops"] = matmul_tflops(args.dtype, args.matmul_n or (2048 if cpu else 8192))
-    return out
+        n = args.matmul_n or (2048 if cpu else 8192)
+        return {
+            "encoder_gflops": encoder_flops(config, len(x), args.input_len) / best / 1e9,
+            "matmul_gflops": interleave.matmul_gflops(n, 5, args.dtype),
+        }
+
+    if arm != "jax_rank":
+        return fn, peak, None, eng
+    model = t5.T5(config)
+    enc = partitioning.partition(
+        lambda p, x: model.apply({"params": p}, x, method=t5.T5.encode)[0],
+        eng.mesh,
+        eng.rules,
+        in_shardings=(eng.param_shardings, partitioning.batch_sharding(eng.mesh, 2)),
+    )
+    return fn, peak, encoder_probe, eng
 
 
 # ---------------------------------------------------------------------------
@@ -321,11 +300,11 @@ class LlamaIdsTokenizer:
         return _text(ids[: ids.index(EOS)] if EOS in ids else ids)
 
 
-def run_hf_llama(args, arm: str) -> dict:
+def make_hf_llama(args, arm: str):
     import torch
     import transformers
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(interleave.pin_threads())
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     model = transformers.LlamaForCausalLM.from_pretrained(args.weights, dtype=dtype)
@@ -383,10 +362,10 @@ def run_hf_llama(args, arm: str) -> dict:
             ).cpu()
 
     fn = {"hf_usual": usual, "hf_best": best, "hf_gen": gen}[arm]
-    return _timed(arm, fn, args, lambda: _torch_peak(torch, dev))
+    return fn, lambda: _torch_peak(torch, dev)
 
 
-def run_jax_llama(args, arm: str) -> dict:
+def make_jax_llama(args, arm: str):
     import jax
 
     eng = _engine(args, LlamaIdsTokenizer())
@@ -406,33 +385,11 @@ def run_jax_llama(args, arm: str) -> dict:
         stats = jax.devices()[0].memory_stats() or {}
         return stats.get("peak_bytes_in_use", 0) / 2**20 or peak_rss_mb()
 
-    out = _timed(arm, fn, args, peak)
-    out["compiles"] = sum(eng.trace_counts.values())
-    return out
+    return fn, peak, None, eng
 
 
 def _torch_peak(torch, dev: str) -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_rss_mb()
-
-
-def _timed(arm: str, fn, args, peak) -> dict:
-    """Runs `fn` once on one batch to warm up, then times it on every example."""
-    import contextlib
-
-    try:
-        import torch
-
-        ctx = torch.inference_mode()
-    except ImportError:
-        ctx = contextlib.nullcontext()
-    with ctx:
-        t0 = time.perf_counter()
-        fn(min(args.batch_size, args.examples))
-        warm = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        fn(args.examples)
-        secs = time.perf_counter() - t0
-    return {"arm": arm, "seconds": secs, "warmup_s": warm, "compiles": 0, "peak_mb": peak()}
 
 
 def save_llama_weights(directory: str) -> None:
@@ -447,8 +404,60 @@ def save_llama_weights(directory: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Driver.
+# Workers and driver.
 # ---------------------------------------------------------------------------
+
+ARMS = ["hf_usual", "hf_best", "jax_rank", "hf_gen", "jax_gen"]
+# (arm, baseline, label): the speed-ups reported, each per pair of adjacent runs.
+RATIOS = [
+    ("jax_rank", "hf_usual", "rank classification vs HF one forward per option"),
+    ("jax_rank", "hf_best", "rank classification vs HF encoder once, options batched"),
+    ("jax_gen", "hf_gen", "greedy generation vs HF greedy"),
+]
+TABLE_HEADER = ["arm", "examples/s", "warm-up s", "compiles", "peak MB"]
+# Issue 18's targets (medians): speed-ups over HF, the encoder's share of the matmul peak (%).
+TARGETS = {("jax_rank", "hf_best"): 1.5, ("jax_gen", "hf_gen"): 1.5, "encoder_share": 60.0}
+
+
+def serve_arm(args) -> None:
+    """Worker: builds the arm, warms it up on one batch, then times it on every example."""
+    import contextlib
+
+    state: dict = {}
+
+    def setup():
+        if args.family == "llama":
+            make = make_hf_llama if args.arm.startswith("hf_") else make_jax_llama
+        else:
+            make = make_hf if args.arm.startswith("hf_") else make_jax
+        built = make(args, args.arm)
+        state["fn"], state["peak"] = built[0], built[1]
+        state["probe"] = built[2] if len(built) > 2 else None
+        state["eng"] = built[3] if len(built) > 3 else None
+        try:
+            import torch
+
+            state["ctx"] = torch.inference_mode
+        except ImportError:
+            state["ctx"] = contextlib.nullcontext
+        interleave.pin_threads()
+        t0 = time.perf_counter()
+        with state["ctx"]():
+            state["fn"](min(args.batch_size, args.examples))
+        return {"warmup_s": time.perf_counter() - t0}
+
+    def work(request):
+        with state["ctx"]():
+            t0 = time.perf_counter()
+            state["fn"](args.examples)
+            out = {"seconds": time.perf_counter() - t0, "peak_mb": state["peak"]()}
+        eng = state["eng"]
+        out["compiles"] = sum(eng.trace_counts.values()) if eng is not None else 0
+        if state["probe"] is not None:
+            out.update(state["probe"]())
+        return out
+
+    interleave.serve(setup, work)
 
 
 def main() -> None:
@@ -462,27 +471,22 @@ def main() -> None:
     p.add_argument("--option-len", type=int, default=8)
     p.add_argument("--gen-tokens", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="cores per arm")
     p.add_argument("--matmul-n", type=int, default=0, help="0: 2048 on CPU, 8192 otherwise")
     p.add_argument("--skip-hf", action="store_true", help="JAX arms only (no torch needed)")
+    p.add_argument("--write-readme", action="store_true", help="write README.md's bench:engine")
     p.add_argument("--arm", help=argparse.SUPPRESS)
     p.add_argument("--weights", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     # Fewer examples than a batch: one batch of exactly them (no dummy rows) in every arm.
     args.batch_size = min(args.batch_size, args.examples)
 
-    if args.arm:  # Child process: run one arm, print its JSON.
-        if args.family == "llama":
-            run = run_hf_llama if args.arm.startswith("hf_") else run_jax_llama
-        else:
-            run = run_hf if args.arm.startswith("hf_") else run_jax
-        print("RESULT " + json.dumps(run(args, args.arm)), flush=True)
+    if args.arm:  # Worker process: one arm.
+        serve_arm(args)
         return
 
-    arms = (
-        ["jax_rank", "jax_gen"]
-        if args.skip_hf
-        else ["hf_usual", "hf_best", "jax_rank", "hf_gen", "jax_gen"]
-    )
+    arms = ["jax_rank", "jax_gen"] if args.skip_hf else ARMS
     if args.family == "llama" and args.skip_hf:
         sys.exit("--family llama needs torch (its random weights are written by HF)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -506,55 +510,110 @@ def main() -> None:
             model.save_pretrained(tmp)
             del model
             weights = tmp
-        results = {}
-        for arm in arms:
-            cmd = [sys.executable, __file__, "--arm", arm, "--weights", weights]
-            for k, v in vars(args).items():
-                if k not in ("arm", "weights", "skip_hf"):
-                    cmd += [f"--{k.replace('_', '-')}", str(v)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode or not line:
-                sys.exit(f"arm {arm} failed:\n{proc.stderr[-3000:]}")
-            results[arm] = json.loads(line[0][len("RESULT ") :])
-            print(f"  {arm}: {results[arm]['seconds']:.1f}s", file=sys.stderr, flush=True)
-    report(args, results)
+        workers = {}
+        try:
+            for arm in arms:  # One at a time, so set-up and warm-up do not compete.
+                cmd = [sys.executable, __file__, "--arm", arm, "--weights", weights]
+                for k, v in vars(args).items():
+                    if k not in ("arm", "weights", "skip_hf", "write_readme"):
+                        cmd += [f"--{k.replace('_', '-')}", str(v)]
+                workers[arm] = interleave.Worker(arm, cmd, interleave.worker_env(args.threads))
+            probe = lambda: interleave.matmul_gflops(1024)  # noqa: E731
+            res = interleave.interleave(
+                {a: (lambda w=w: w.run()) for a, w in workers.items()}, args.reps, probe
+            )
+            res["warmup_s"] = {a: w.ready["warmup_s"] for a, w in workers.items()}
+        finally:
+            for w in workers.values():
+                w.close()
+    args.defaults = {a.dest: a.default for a in p._actions}
+    text = report(args, res)
+    print(text)
+    if args.write_readme:
+        interleave.write_block(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md"),
+            "engine",
+            text,
+        )
 
 
-def report(args, results: dict) -> None:
+def report(args, res: dict) -> str:
+    """Markdown: the command, load and matmul drift, the arms' table, the paired ratios."""
+    f = interleave.fmt_spread
     n = args.examples
+    runs = res["runs"]
     name = "llama bench-100m" if args.family == "llama" else args.preset
-    print(
-        f"\n{name} {args.dtype}, {n} examples x {args.options} options, "
-        f"input {args.input_len} tokens, options <= {args.option_len} tokens, "
-        f"generation {args.gen_tokens} tokens, batch {args.batch_size}\n"
+    defaults = getattr(args, "defaults", {})
+    flags = " ".join(
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if k not in ("arm", "weights", "write_readme", "defaults", "batch_size")
+        and (v != defaults.get(k) or k in ("examples", "reps", "threads"))
+        and v is not False
     )
-    print(
-        f"| {'arm':<9} | {'examples/s':>10} | {'vs arm':>22} | {'warm-up s':>9} | "
-        f"{'compiles':>8} | {'peak MB':>8} |"
-    )
-    print(f"|{'-' * 11}|{'-' * 12}|{'-' * 24}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
-    rate = {a: n / r["seconds"] for a, r in results.items()}
-    ratios = {
-        "jax_rank": [("hf_usual", "usual"), ("hf_best", "best")],
-        "jax_gen": [("hf_gen", "hf")],
-    }
-    for arm, r in results.items():
-        vs = " ".join(
-            f"{rate[arm] / rate[o]:.2f}x {lab}" for o, lab in ratios.get(arm, []) if o in rate
+    d = interleave.drift(res["probes"])
+    lines = [
+        f"Command: `python benchmarks/bench_rank_classification.py {flags} --write-readme`",
+        "",
+        f"{name} {args.dtype}, {n} examples x {args.options} options, input {args.input_len} "
+        f"tokens, options <= {args.option_len} tokens, generation {args.gen_tokens} tokens, "
+        f"batch {args.batch_size}, {args.threads} threads per arm, {args.reps} interleaved "
+        "repetitions (median [min-max]).",
+        "",
+        f"Load average (1, 5, 15 min) at each repetition: {'; '.join(res['load'][:-1])}.",
+        f"Matmul throughput (1024^2 float32, GFLOP/s) before each repetition and after the "
+        f"last: {', '.join(f'{x:.0f}' for x in res['probes'])}; first to last "
+        f"{100 * d['change']:+.0f}%"
+        + (" DRIFT > 20%: treat this run's ratios with care." if d["flagged"] else "."),
+        "",
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|" + "---|" * len(TABLE_HEADER),
+    ]
+    for arm, rs in runs.items():
+        rate = interleave.spread([n / r["seconds"] for r in rs])
+        lines.append(
+            f"| {arm} | {f(rate)} | {res['warmup_s'][arm]:.1f} | {rs[-1]['compiles']} | "
+            f"{max(r['peak_mb'] for r in rs):.0f} |"
         )
-        print(
-            f"| {arm:<9} | {rate[arm]:>10.2f} | {vs:>22} | {r['warmup_s']:>9.1f} | "
-            f"{r['compiles']:>8} | {r['peak_mb']:>8.0f} |"
+    lines += [
+        "",
+        "| speed-up (per adjacent pair) | median [min-max] | target | met |",
+        "|---|---|---|---|",
+    ]
+    for arm, base, label in RATIOS:
+        if arm in runs and base in runs:
+            slow = [r["seconds"] for r in runs[base]]
+            fast = [r["seconds"] for r in runs[arm]]
+            ratio = interleave.paired_ratios(slow, fast)
+            goal = TARGETS.get((arm, base))
+            lines.append(
+                f"| {label} | {f(ratio, 2, 'x')} | {_goal(goal, 'x')} | {_met(ratio, goal)} |"
+            )
+    probes = [r for r in runs.get("jax_rank", []) if "encoder_gflops" in r]
+    if probes:
+        share = interleave.spread([100 * r["encoder_gflops"] / r["matmul_gflops"] for r in probes])
+        enc = interleave.spread([r["encoder_gflops"] for r in probes])
+        mm = interleave.spread([r["matmul_gflops"] for r in probes])
+        goal = TARGETS["encoder_share"]
+        lines.append(
+            f"| encoder at batch 32, share of the matmul throughput measured next to it "
+            f"(encoder {f(enc, 0)} GFLOP/s, matmul {f(mm, 0)} GFLOP/s) | "
+            f"{f(share, 0, '%')} | {_goal(goal, '%')} | {_met(share, goal)} |"
         )
-    j = results["jax_rank"]
-    if "matmul_tflops" not in j:
-        return
-    print(
-        f"\nmatmul throughput ({args.dtype}): {j['matmul_tflops'] * 1e3:.1f} GFLOP/s; "
-        f"encoder at batch 32: {j['encoder_tflops'] * 1e3:.1f} GFLOP/s = "
-        f"{100 * j['encoder_tflops'] / j['matmul_tflops']:.0f}% of it"
-    )
+    return "\n".join(lines)
+
+
+def _goal(goal, unit: str) -> str:
+    return "-" if goal is None else f">= {goal:g}{unit}"
+
+
+def _met(spread: dict, goal) -> str:
+    """Whether the median meets the goal; a miss says by how much (median / goal)."""
+    if goal is None:
+        return "-"
+    if spread["median"] >= goal:
+        return "yes"
+    return f"no ({spread['median'] / goal:.0%} of it)"
 
 
 if __name__ == "__main__":
