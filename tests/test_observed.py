@@ -18,7 +18,7 @@ from jaxrobust.data import tuning
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 P3_BOOLQ = "observed:p3:super_glue/boolq"
-P3_CSQA = "observed:p3:commonsense_qa"
+P3_CSQA = "observed:p3:cos_e/v1.11"  # T0 trained on CommonsenseQA as CoS-E
 P3_SEMEVAL = "observed:p3:sem_eval_2010_task_8"
 P3_ARC = "observed:p3:ai2_arc/ARC-Easy"
 
@@ -73,7 +73,9 @@ def test_tuning_tables_agree_with_training_mixtures(shared_data_dir):
         if name in tuning.TUNINGS:
             assert tuning.TUNINGS[name].trained == trained, name
     assert tuning.T0_P3 < tuning.T0_PLUS_P3 < tuning.T0_PLUS_PLUS_P3
-    assert len(tuning.T0_P3) == 38 and len(tuning.T0_PLUS_PLUS_P3) == 51
+    assert len(tuning.T0_P3) == 38 and len(tuning.T0_PLUS_P3) == 48
+    assert len(tuning.T0_PLUS_PLUS_P3) == 54
+    assert "commonsense_qa" not in tuning.T0_PLUS_PLUS_P3  # t-zero's datasets.csv: CoS-E
     for dataset in tuning.T0_PLUS_PLUS_P3:
         assert (shared_data_dir / "promptsource" / dataset / "templates.yaml").is_file(), dataset
     assert "sem_eval_2010_task_8" not in tuning.T0_PLUS_PLUS_P3
@@ -220,7 +222,7 @@ def test_bigbench_option_counts_are_the_datas(shared_data_dir):
 
 
 P3_MMLU = {
-    "commonsense_qa": 4,
+    "cos_e/v1.11": 3,
     "cosmos_qa": 1,
     "ai2_arc/ARC-Challenge": 5,
     "ai2_arc/ARC-Easy": 5,
@@ -228,7 +230,7 @@ P3_MMLU = {
     "hellaswag": 4,
 }
 P3_ANY_COUNT = {
-    "commonsense_qa": 3,
+    "cos_e/v1.11": 3,
     "ai2_arc/ARC-Challenge": 5,
     "ai2_arc/ARC-Easy": 5,
     "hellaswag": 1,
@@ -238,21 +240,21 @@ P3_ANY_COUNT = {
 @pytest.mark.parametrize(
     "family, kept, skipped",
     [
-        ("mmlu", P3_MMLU, {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 7}),
+        ("mmlu", P3_MMLU, {"unmapped_field": 68, "no_adapter": 30, "generates": 27, "options": 10}),
         (
             "bigbench",
             P3_ANY_COUNT,
-            {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 19},
+            {"unmapped_field": 68, "no_adapter": 30, "generates": 27, "options": 21},
         ),
         (
             "re_mcqa",
             P3_ANY_COUNT,
-            {"unmapped_field": 68, "no_adapter": 30, "generates": 23, "options": 19},
+            {"unmapped_field": 68, "no_adapter": 30, "generates": 27, "options": 21},
         ),
     ],
 )
 def test_p3_multiple_choice_counts(shared_data_dir, family, kept, skipped):
-    """Per P3 data set of the T0 mixtures, the prompts each family keeps (154 prompts
+    """Per P3 data set of the T0 mixtures, the prompts each family keeps (160 prompts
     in 19 multiple-choice data sets), and why the rest are left out."""
     import collections
 
@@ -265,14 +267,15 @@ def test_p3_multiple_choice_counts(shared_data_dir, family, kept, skipped):
     assert set(counts) == set(p3.MULTIPLE_CHOICE)
     assert {d: n for d, n in counts.items() if n} == kept
     assert dict(collections.Counter(s.reason for s in loaded.skipped)) == skipped
-    assert len(loaded.templates) + len(loaded.skipped) == 154
-    assert loaded.summary().startswith(f"kept {sum(kept.values())} of 154 prompts; skipped ")
+    assert len(loaded.templates) + len(loaded.skipped) == 160
+    assert loaded.summary().startswith(f"kept {sum(kept.values())} of 160 prompts; skipped ")
     for t in loaded.templates:
         assert t.provenance == f"observed:p3:{t.origin}" and t.schema == f"hf:{t.origin}"
         assert t.origin in tuning.T0_PLUS_PLUS_P3
-    # Only CommonsenseQA's and Cosmos QA's prompts are in T0's own mixture.
+    # Only CoS-E's and Cosmos QA's prompts are in T0's own mixture; T0+ has them all.
     t0 = {t.origin for t in loaded.templates if tuning.TUNINGS["t0"].observes_wording(t.provenance)}
-    assert t0 == {"commonsense_qa", "cosmos_qa"} & set(kept)
+    assert t0 == {"cos_e/v1.11", "cosmos_qa"} & set(kept)
+    assert all(tuning.TUNINGS["t0+"].observes_wording(t.provenance) for t in loaded.templates)
 
 
 MMLU_SAMPLE_BY_HAND = [
@@ -307,7 +310,7 @@ def test_p3_prompt_renders_mmlu_by_hand(shared_data_dir, tid, inputs, target, op
 
 
 def test_add_p3_observed(shared_data_dir):
-    """add_p3_observed: 26 prompts on every MMLU subject, 14 on each BIG-bench Lite task
+    """add_p3_observed: 25 prompts on every MMLU subject, 14 on each BIG-bench Lite task
     and each RE data set as multiple-choice QA; BoolQ keeps its own 10 P3 prompts."""
     code = (
         "import json, seqio\n"
@@ -330,7 +333,7 @@ def test_add_p3_observed(shared_data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     before, after, n_names, provenance, options = json.loads(done.stdout.splitlines()[-1])
     assert after == {
-        "jr:mmlu:qa#observed_p3": 57 * 26,
+        "jr:mmlu:qa#observed_p3": 57 * 25,
         "jr:bbl_winowhy:qa#observed_p3": 14,
         "jr:semeval:mcqa#observed_p3": 14,
         "jr:fewrel:mcqa#observed_p3": 14,
@@ -338,6 +341,6 @@ def test_add_p3_observed(shared_data_dir):
         "jr:boolq:qa#observed_p3": 10,
     }
     assert before["jr:boolq:qa#observed_p3"] == 10  # BoolQ's own P3 prompts, unchanged
-    assert n_names == 57 * 26 + 14 * 14 + 14 * 5  # semeval, fewrel, tacred, tacrev, retacred
+    assert n_names == 57 * 25 + 14 * 14 + 14 * 5  # semeval, fewrel, tacred, tacrev, retacred
     assert provenance.startswith("observed:p3:")
     assert options[0] == "audits causes waste"  # The MC-QA statements are the options.

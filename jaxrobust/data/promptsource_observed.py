@@ -61,7 +61,7 @@ def _labelled(q, choices, gold, question_key="question"):
 # P3 data set -> (question, options, gold index) -> its HF record, the fields that
 # have no counterpart left out. None: no adapter (the reason is in NO_ADAPTER).
 ADAPTERS: dict[str, Callable[[str, Sequence[str], int], dict]] = {
-    "commonsense_qa": _labelled,
+    "cos_e/v1.11": lambda q, c, g: {"question": q, "choices": list(c), "answer": c[g]},
     "ai2_arc/ARC-Challenge": _labelled,
     "ai2_arc/ARC-Easy": _labelled,
     "openbookqa/main": lambda q, c, g: _labelled(q, c, g, "question_stem"),
@@ -91,10 +91,10 @@ NO_ADAPTER = {
     "wiqa": "its questions are about the effects of a perturbed process",
     "super_glue/copa": "it asks for the cause or effect of a premise",
 }
-# The multiple-choice QA data sets of the T0 mixtures (T0's cluster, T0+'s
-# GPT-3 evaluation sets, T0++'s COPA), in that order.
+# The multiple-choice QA data sets of the T0 mixtures (T0's cluster, with
+# CommonsenseQA as CoS-E, T0+'s GPT-3 evaluation sets, T0++'s COPA), in that order.
 MULTIPLE_CHOICE = (
-    "commonsense_qa dream quail quartz social_i_qa wiqa cosmos_qa qasc quarel sciq "
+    "cos_e/v1.11 dream quail quartz social_i_qa wiqa cosmos_qa qasc quarel sciq "
     "wiki_hop/original ai2_arc/ARC-Challenge ai2_arc/ARC-Easy openbookqa/main piqa "
     "race/high race/middle hellaswag super_glue/copa"
 ).split()

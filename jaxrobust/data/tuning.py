@@ -36,13 +36,13 @@ before the task modules load, so banks may use ``observed:<name>``).
 
 Sources of the tables below:
 
-* T0 / T0+ / T0++: Sanh et al. 2022, "Multitask Prompted Training Enables
-  Zero-Shot Task Generalization" (ICLR), Sec. 3 and Fig. 2, and the T0 model
-  card (bigscience/T0): T0 trains on the P3 prompts of its training data sets
-  (multiple-choice QA, extractive QA, closed-book QA, structure-to-text,
-  sentiment, summarisation, topic classification, paraphrase); T0+ adds
-  GPT-3's evaluation sets (ARC, OpenBookQA, PIQA, RACE, HellaSwag); T0++ adds
-  SuperGLUE without its NLI sets (BoolQ, COPA, MultiRC, ReCoRD, WiC, WSC).
+* T0 / T0+ / T0++: the ``do_train`` column of T0's own training table,
+  github.com/bigscience-workshop/t-zero ``t0/datasets.csv`` @ 4334fee (read by
+  its ``t0/seqio_tasks/tasks.py`` to build the mixtures): ``BASE`` (T0: 38
+  data sets; CommonsenseQA through ``cos_e/v1.11``, not ``commonsense_qa``),
+  ``GPT_EVAL`` (T0+ adds GPT-3's evaluation sets: ARC, OpenBookQA, PIQA, RACE,
+  HellaSwag, SQuAD v2, TriviaQA, WebQuestions) and ``SGLUE`` (T0++ adds
+  SuperGLUE but RTE and CB). Sanh et al. 2022 (ICLR), Sec. 3 and Fig. 2.
   Names are PromptSource's folders (``<dataset>[/<subset>]``).
 * Flan 2022: Longpre et al. 2023 and Chung et al. 2022: every pattern of the
   collection's ``templates.py`` was used; BoolQ is held in; MMLU and BBH held out.
@@ -57,10 +57,11 @@ from collections.abc import Mapping, Sequence
 
 from jaxrobust.data import templates as tmpl
 
-# P3 (PromptSource) data sets of each T0 mixture, as PromptSource's folder names.
+# P3 (PromptSource) data sets of each T0 mixture, as PromptSource's folder names
+# (t-zero's t0/datasets.csv: do_train BASE, GPT_EVAL, SGLUE).
 T0_P3 = frozenset(
     """
-    commonsense_qa dream quail quartz social_i_qa wiqa cosmos_qa qasc quarel sciq
+    cos_e/v1.11 dream quail quartz social_i_qa wiqa cosmos_qa qasc quarel sciq
     wiki_hop/original adversarial_qa/dbidaf adversarial_qa/dbert adversarial_qa/droberta
     quoref duorc/ParaphraseRC duorc/SelfRC ropes kilt_tasks/hotpotqa wiki_qa common_gen
     wiki_bio amazon_polarity app_reviews imdb rotten_tomatoes yelp_review_full
@@ -70,7 +71,7 @@ T0_P3 = frozenset(
 )
 T0_PLUS_P3 = T0_P3 | frozenset(
     "ai2_arc/ARC-Challenge ai2_arc/ARC-Easy openbookqa/main piqa race/high race/middle "
-    "hellaswag".split()
+    "hellaswag squad_v2 trivia_qa/unfiltered web_questions".split()
 )
 T0_PLUS_PLUS_P3 = T0_PLUS_P3 | frozenset(
     "super_glue/boolq super_glue/copa super_glue/multirc super_glue/record super_glue/wic "
