@@ -16,8 +16,9 @@ Naming grammar (SeqIO names match ``^[\\w\\d.:_#]+$``)::
 * ``<template>``: the template's id in its bank (``re_u03``,
   ``boolq_flan_style1``, ``flan_boolq_prompt0``), PromptSource UUIDs as
   ``p3_<first 8 hex digits>``.
-* ``<group>``: the provenance with ':' as '_' (``observed_p3``,
-  ``observed_flan``, ``style_flan``, ``style_p3``, ``style_alpaca``,
+* ``<group>``: the provenance with ':' as '_', its origin left out
+  (``observed:p3:super_glue/boolq`` is ``observed_p3``; ``observed_flan``,
+  ``style_flan``, ``style_p3``, ``style_alpaca``, ``incorrect_flan``,
   ``unobserved``, ``default``) or ``all``.
 
 Examples: ``jr:semeval:re:re_u03``, ``jr:semeval:re:p3_202246b0``,
