@@ -40,7 +40,8 @@ Multi-host: every process runs the same program; process 0 alone writes files
 `gs://` checkpoints itself; on another store (`memory://`, which the tests use)
 it writes to a local staging folder and each saved step is copied onto
 `<workdir>/checkpoints/<step>/` (an `.uploaded` marker last), and a resume
-downloads the marked steps first. TensorBoard event files are appended through
+downloads the marked steps first (one process only: a multi-host run there is
+refused). TensorBoard event files are appended through
 `files.AppendFile` on any store.
 
 Progress: a tqdm bar on stderr (steps, rate, ETA; on a terminal only, process 0),
@@ -282,6 +283,11 @@ def _summary_writer(directory: epath.Path):
     return SummaryWriter(os.fspath(directory))
 
 
+def _orbax_writes(directory: epath.Path) -> bool:
+    """Orbax reads and writes this folder itself (local disks and gs://)."""
+    return files.is_local(directory) or os.fspath(directory).startswith("gs://")
+
+
 UPLOADED = ".uploaded"  # Marks a staged checkpoint step copied whole onto its store.
 
 
@@ -295,8 +301,11 @@ class _Checkpoints:
 
         self.ocp, self.directory, self.mask = ocp, directory, mask
         # Orbax reads and writes local and gs:// folders; other stores are staged.
-        direct = files.is_local(directory) or os.fspath(directory).startswith("gs://")
-        self.staging = None if direct else pathlib.Path(tempfile.mkdtemp(prefix="jaxrobust-"))
+        self.staging = (
+            None
+            if _orbax_writes(directory)
+            else pathlib.Path(tempfile.mkdtemp(prefix="jaxrobust-"))
+        )
         where = directory
         if self.staging is not None:
             where = self.staging
@@ -387,6 +396,12 @@ def train(
        'heldout': held-out metrics, 'split': TemplateSplit, 'step': int}.
     """
     work = files.path(workdir)
+    if not _orbax_writes(work) and jax.process_count() > 1:
+        raise ValueError(
+            f"{workdir}: Orbax writes local and gs:// folders only; checkpoints for another "
+            f"store are staged on one host, and this run has {jax.process_count()} processes: "
+            "use a gs:// or shared local WORKDIR"
+        )
     with guards.writer_lock(work, "train_prompt"):
         return _train(model, work, data, loss, options, task_modules, gin_config)
 
