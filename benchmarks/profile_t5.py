@@ -133,7 +133,7 @@ def summary(title: str, fn, args: tuple, iters: int, top: int, note: str = "") -
         f"# {title}",
         "",
         note,
-        f"wall time per call {1e3 * wall:.2f} ms (median machine state; {iters} calls profiled); "
+        f"wall time per call {1e3 * wall:.2f} ms (mean of {iters} calls, the same calls profiled); "
         f"XLA ops account for {busy / iters / 1e3:.2f} ms per call (thread time summed, so "
         f"multi-threaded ops can exceed the wall time).",
         "",
