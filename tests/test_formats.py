@@ -186,3 +186,53 @@ def test_readme_registers_variants_as_written():
     exec(compile(block, "README.md", "exec"), {})
     mixture = seqio.get_mixture_or_task("jr:world_mc:qa#variants")
     assert len(mixture.tasks) >= 50
+
+
+def test_eval_and_report_keep_variants_out_of_the_headline(tmp_path):
+    """A tiny random T5 on two bank templates and three variants: the record headers name
+    parent and rules, the report's unobserved mean and gap leave the variants out and a
+    'Format variants' table gives their spread (checked by hand against templates.csv)."""
+    import json
+
+    import numpy as np
+
+    from jaxrobust import evaluation
+    from jaxrobust.analysis import report
+    from jaxrobust.storage import records
+
+    names = variants.register_variants("jr:world_type:qa", 2, seed=0)
+    evaluation.run(
+        [evaluation.ModelSpec(name="tiny", preset="tiny", tokenizer="byte")],
+        ["jr:world_type:qa:type_o1", "jr:world_type:qa:type_p1", *names],
+        str(tmp_path),
+        evaluation.EvalOptions(limit=8, batch_size=8, max_input_len=128, progress=False),
+    )
+    header = records.read_records(
+        records.records_path(tmp_path, "tiny", "jr:world_type:qa:type_f1_v01")
+    ).header
+    assert header["parent"] == "type_f1" and header["rules"] == list(
+        tasks.lookup("jr:world_type:qa:type_f1_v01")[1].rules
+    )
+    plain = records.read_records(records.records_path(tmp_path, "tiny", "jr:world_type:qa:type_p1"))
+    assert "parent" not in plain.header
+    out = report.write_report(tmp_path, n_resamples=50)
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    (s,) = [s for s in summary if s["benchmark"] == "world_type/qa"]
+    rows = [r for r in json.loads((out / "summary.json").read_text())["templates"]]
+    score = {r["template_id"]: r["score"] for r in rows}
+    group = {r["template_id"]: r["group"] for r in rows}
+    assert {t for t, g in group.items() if g == "variants"} == {
+        "type_f1",
+        "type_f1_v01",
+        "type_f1_v02",
+    }
+    assert s["unobserved_n"] == 1 and s["unobserved_mean"] == score["type_p1"]
+    assert s["observed_mean"] == score["type_o1"]
+    assert s["gap"] == pytest.approx(score["type_o1"] - score["type_p1"])
+    v = [score[t] for t in ("type_f1", "type_f1_v01", "type_f1_v02")]
+    spread = s["variants"]["parents"]["type_f1"]
+    assert spread["n"] == 3 and spread["min"] == min(v) and spread["max"] == max(v)
+    assert spread["std"] == pytest.approx(np.std(v, ddof=1))
+    assert s["variants"]["wordings"]["n"] == 2
+    assert "## Format variants" in (out / "summary.md").read_text()
+    assert "variants" not in (out / "summary.csv").read_text().splitlines()[0]

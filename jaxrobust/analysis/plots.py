@@ -19,6 +19,7 @@ from jaxrobust.analysis.scoring import GROUPS
 from jaxrobust.storage import files
 
 COLORS = {"observed": "tab:blue", "unobserved": "tab:orange", "other": "tab:gray"}
+COLORS |= {"variants": "tab:purple"}
 # A training run's unobserved templates, when the report knows its template split.
 COLORS |= {"paraphrase": "tab:green", "held_out": "tab:red"}
 

@@ -73,6 +73,7 @@ class TemplateRow:
     truncated: float  # Share of inputs truncated to fit.
     micro_f1: float | None = None  # RE: micro-F1 beside the metric (Ni et al.'s); qa: None.
     protected_cut: float = 0.0  # Share of inputs that did not fit even shortened.
+    parent: str = ""  # A format variant's description (group 'variants'); '' otherwise.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,19 +110,21 @@ def analyse(
             parts = [scoring.outcomes(f) for f in fs]
             n = sum(len(f.records) for f in fs)
             prov = fs[0].header["provenance"]
+            parent = fs[0].header.get("parent", "")  # format variants: group 'variants'
             per.append(
                 TemplateRow(
                     model,
                     bench,
                     tid,
                     prov,
-                    scoring.group_for_model(prov, collections),
+                    "variants" if parent else scoring.group_for_model(prov, collections),
                     parts[0].metric,
                     float(np.mean([o.score for o in parts])),
                     n,
                     sum(int(o.truncated.sum()) for o in parts) / n,
                     micro_f1=None if parts[0].micro_f1 is None else _mean_micro(parts),
                     protected_cut=sum(int(o.protected_cut.sum()) for o in parts) / n,
+                    parent=parent,
                 )
             )
             outs.append(scoring.concatenate(parts))
@@ -276,7 +279,7 @@ def _observed_split(per: list[TemplateRow], seen: list[bool]) -> dict | None:
 
 
 # Summary entries that are dicts: in summary.json and summary.md, not in summary.csv.
-_NESTED = ("representation", "observed_split", "alignment", "observed_incorrect")
+_NESTED = ("representation", "observed_split", "alignment", "observed_incorrect", "variants")
 # A record file's `record_pooled` setting -> the representation its states are.
 STATES = {True: "encoder_mean", "decoder_first": "decoder_first_step"}
 # Roles of a training run's templates (`training.data.TemplateSplit`).
@@ -413,7 +416,7 @@ def summary_markdown(
         f"Metrics: {notes}.\n\n" + _md(header, body)
     )
     text += _observed_split_markdown(summaries, model_order) + _alignment_markdown(summaries)
-    text += _incorrect_markdown(summaries)
+    text += _incorrect_markdown(summaries) + _variants_markdown(summaries)
     text += _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
     return text + _truncation_markdown(summaries, model_order)
 
@@ -466,6 +469,53 @@ def _incorrect(rows: list[TemplateRow], collections) -> dict | None:
         "tuned_on_n": len(seen),
         "tuned_on_mean": float(np.mean([r.score for r in seen])) if seen else None,
     }
+
+
+def _spread(scores: list[float]) -> dict:
+    s = np.array(scores)
+    std = float(s.std(ddof=1)) if s.size > 1 else None
+    return {"n": int(s.size), "min": float(s.min()), "max": float(s.max()), "std": std}
+
+
+def _variants(rows: list[TemplateRow]) -> dict | None:
+    """Format variants (group ``variants``, kept out of the observed / unobserved means
+    and the gap): per parent description the spread (n, min, max, std with ddof=1) of
+    its variants' scores, beside the spread across the other templates (wordings)."""
+    sel = [r for r in rows if r.parent]
+    if not sel:
+        return None
+    wordings = [r.score for r in rows if not r.parent]
+    parents = sorted({r.parent for r in sel})
+    return {
+        "wordings": _spread(wordings) if wordings else None,
+        "parents": {p: _spread([r.score for r in sel if r.parent == p]) for p in parents},
+    }
+
+
+def _variants_markdown(summaries: list[dict]) -> str:
+    rows = [s for s in summaries if s.get("variants")]
+    if not rows:
+        return ""
+
+    def cells(d):
+        if d is None:
+            return ["–"] * 4
+        return [str(d["n"]), _pct(d["min"]), _pct(d["max"]), _pct(d["std"])]
+
+    body = []
+    for s in rows:
+        v = s["variants"]
+        body.append([s["model"], s["benchmark"], "wordings (not variants)", *cells(v["wordings"])])
+        for p, d in v["parents"].items():
+            body.append([s["model"], s["benchmark"], f"variants of {p}", *cells(d)])
+    return (
+        "\n## Format variants\n\n"
+        "Format variants (`jaxrobust.data.formats`; group `variants`, counted in neither "
+        "the observed nor the unobserved mean nor the gap): per parent description, the "
+        "spread of its variants' scores (the description as written included), beside the "
+        "spread across the other templates; in percent, std with ddof=1.\n\n"
+        + _md(["model", "benchmark", "templates", "n", "min", "max", "std"], body)
+    )
 
 
 def _incorrect_markdown(summaries: list[dict]) -> str:
@@ -699,6 +749,11 @@ def write_report(
         name = f"{plots.safe_name(key[0])}__{plots.safe_name(key[1])}.png"
         plots.templates(sel, plot_dir / f"templates__{name}")
         incorrect = _incorrect(sel, models.get(key[0], {}).get("observed_collections", ("*",)))
+        variants = _variants(sel)
+        if variants:
+            for s in summaries:
+                if (s["model"], s["benchmark"]) == key:
+                    s["variants"] = variants
         if incorrect:
             for s in summaries:
                 if (s["model"], s["benchmark"]) == key:
@@ -726,6 +781,8 @@ def write_report(
             plots.sizes(name, pts, plot_dir / f"size__{plots.safe_name(name)}.png")
     flat = [{k: v for k, v in s.items() if k not in _NESTED} for s in summaries]
     trows = [dataclasses.asdict(r) for r in rows]
+    if not any(r.parent for r in rows):  # the parent column only where format variants ran
+        trows = [{k: v for k, v in r.items() if k != "parent"} for r in trows]
     tables = {
         "summary.md": summary_markdown(summaries, order, result.rankings)
         + _per_dataset_markdown(result.per_dataset, order),

@@ -44,7 +44,8 @@ from jaxrobust.analysis import metrics, semeval_scorer, stats
 from jaxrobust.data import tuning
 from jaxrobust.storage import records
 
-GROUPS = ("observed", "unobserved", "other")
+# A template's group for a model; format variants (`jaxrobust.data.formats`) apart.
+GROUPS = ("observed", "unobserved", "other", "variants")
 # Metric name -> what the report says it is.
 METRICS = {
     "accuracy": "accuracy",

@@ -123,7 +123,14 @@ def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, conf
       examples: the task's examples in order (`examples.task_examples`).
       data_fingerprint: `examples.data_fingerprint(examples)`.
       config: `result_config(...)` of the model and options.
+
+    A format variant's header also names its ``parent`` description and the
+    ``rules`` it applied (`jaxrobust.data.formats`); other headers are unchanged.
     """
+    from jaxrobust.tasks import registry
+
+    template = registry.REGISTERED[task][1] if task in registry.REGISTERED else None
+    variant = {"parent": template.parent, "rules": list(template.rules)} if template else {}
     return {
         "kind": "header",
         "format_version": records.FORMAT_VERSION,
@@ -136,4 +143,5 @@ def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, conf
         "n_examples": len(examples),
         "data_fingerprint": data_fingerprint,
         "config": config,
+        **(variant if variant.get("parent") else {}),
     }
