@@ -76,6 +76,7 @@ def test_demonstration_from_the_evaluated_split_is_not_scored():
         EvalOptions(shots=2)
 
 
+@pytest.mark.heavy  # A subprocess importing every task (~30-80 s).
 def test_one_shot_eval_run(tmp_path):
     """SHOTS=1 on the toy task (test split only): 8 examples scored, none of them the
     demonstration, and the header says shots 1 (zero-shot headers have no such key)."""

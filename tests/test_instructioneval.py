@@ -109,6 +109,7 @@ def test_templates_render_by_hand():
         ie.to_template(ins, question="input", choices="choices")
 
 
+@pytest.mark.heavy  # A subprocess importing every task (~30-80 s).
 def test_task_wiring(shared_data_dir):
     """add_instructioneval: MMLU's two on every subject; Winowhy's two; Conceptual
     Combinations' left out (A-D on a task of any option count; an unknown field)."""

@@ -120,6 +120,7 @@ def test_user_collection_is_declared_by_name(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.mark.heavy  # A subprocess importing every task (~30-80 s).
 def test_eval_declares_the_model_specs_collection(tmp_path):
     """A bank with observed:<name> loads in a TASK_MODULES module when the model spec
     names <name> in observed_collections, and the report counts it as observed."""
@@ -309,6 +310,7 @@ def test_p3_prompt_renders_mmlu_by_hand(shared_data_dir, tid, inputs, target, op
     assert features["provenance"] == "observed:p3:ai2_arc/ARC-Easy"
 
 
+@pytest.mark.heavy  # A subprocess importing every task (~30-80 s).
 def test_add_p3_observed(shared_data_dir):
     """add_p3_observed: 25 prompts on every MMLU subject, 14 on each BIG-bench Lite task
     and each RE data set as multiple-choice QA; BoolQ keeps its own 10 P3 prompts."""

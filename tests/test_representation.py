@@ -46,6 +46,7 @@ def test_first_step_decoder_state_matches_hf(tmp_path, family):
     assert np.abs(pooled - ours).max() > 0.1
 
 
+@pytest.mark.heavy  # A subprocess importing every task (~30-80 s).
 def test_eval_records_the_decoder_state_and_the_report_names_it(tmp_path):
     """RECORD_POOLED='decoder_first' on the tiny T5: the record headers say so, the
     report's plot and summary name the state."""
