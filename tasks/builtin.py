@@ -9,15 +9,18 @@ Tasks and mixtures follow the package's naming grammar::
     jr:world_mc:qa#heldout         multiple choice, the held-out templates
     jr:world#paraphrase            every task's paraphrase templates
 
-Each template has one of three roles, written in its id (``<task>_o1``,
-``_p1``, ``_h1``) and listed by `ROLES`:
+Each template has one of four roles, written in its id (``<task>_o1``,
+``_p1``, ``_h1``, ``_d1``) and listed by `ROLES`:
 
 * ``observed`` (provenance ``observed:study``): the study instruction-tunes
   its T5 on these, and soft prompts are trained on them;
 * ``paraphrase`` (``unobserved``): the paraphrases soft-prompt alignment (the
   KL term) may train on;
 * ``heldout`` (``unobserved``): never used in any training; the study's
-  robustness numbers after alignment are measured on these.
+  robustness numbers after alignment are measured on these;
+* ``dev`` (``unobserved``, ids ``<task>_d1``): never used in any training and
+  never reported as held out; scored on validation passages, they are what
+  the study's settings were chosen on (README, "The built-in study").
 
 Splits ``train``, ``validation`` and ``test`` (`world.SPLITS` passages each),
 generated from `SEED`.
@@ -41,17 +44,17 @@ TASKS = {
     "mc": ("world_mc", "qa"),
     "type": ("world_type", "qa"),
 }
-ROLES = {"o": "observed", "p": "paraphrase", "h": "heldout"}
+ROLES = {"o": "observed", "p": "paraphrase", "h": "heldout", "d": "dev"}
 MIXTURE = f"{registry.PREFIX}:world"
 
 
 def role(template_id: str) -> str:
-    """``observed``, ``paraphrase`` or ``heldout``, from an id like ``rel_h2``."""
+    """``observed``, ``paraphrase``, ``heldout`` or ``dev``, from an id like ``rel_h2``."""
     code = template_id.rsplit("_", 1)[-1][:1]
     if code not in ROLES:
         raise ValueError(
-            f"template id {template_id!r} does not end in _o<N>, _p<N> or _h<N> "
-            "(observed, paraphrase, held out)"
+            f"template id {template_id!r} does not end in _o<N>, _p<N>, _h<N> or _d<N> "
+            "(observed, paraphrase, held out, dev)"
         )
     return ROLES[code]
 

@@ -148,8 +148,13 @@ def _names(rng: random.Random) -> dict[str, list[str]]:
     }
 
 
-def _passage(rng: random.Random, pid: str) -> Passage:
-    names = _names(rng)
+def names(rng: random.Random) -> dict[str, list[str]]:
+    """Two fresh invented names per type (person, place, organisation), drawn from `rng`."""
+    return _names(rng)
+
+
+def draw_facts(rng: random.Random, names: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """Two or three (head, relation, tail) facts among `names`, each answer unique."""
     candidates = [
         (h, rel, t)
         for rel, spec in RELATIONS.items()
@@ -169,6 +174,12 @@ def _passage(rng: random.Random, pid: str) -> Passage:
         used |= {(h, rel), (h, t)}
         if len(facts) == n_facts:
             break
+    return facts
+
+
+def _passage(rng: random.Random, pid: str) -> Passage:
+    names = _names(rng)
+    facts = draw_facts(rng, names)
     sentences = [rng.choice(RELATIONS[rel].patterns).format(h=h, t=t) for h, rel, t in facts]
     if rng.random() < 0.3:
         filler = rng.choice(_FILLER)

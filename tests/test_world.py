@@ -80,7 +80,7 @@ def test_labels_are_balanced():
 def test_roles_and_mixtures():
     for task, (dataset, fmt) in builtin.TASKS.items():
         roles = collections.Counter(builtin.role(t.id) for t in builtin.bank(task))
-        assert roles == {"observed": 4, "paraphrase": 4, "heldout": 4}, task
+        assert roles == {"observed": 4, "paraphrase": 4, "heldout": 4, "dev": 2}, task
         mixture = seqio.get_mixture_or_task(f"jr:{dataset}:{fmt}#heldout")
         assert sorted(t.name for t in mixture.tasks) == [
             f"jr:{dataset}:{fmt}:{task}_h{i}" for i in range(1, 5)
@@ -91,12 +91,18 @@ def test_roles_and_mixtures():
     assert len(held) == len(tuned) == len(aligned) == 16
     assert not held & (tuned | aligned) and not tuned & aligned
     assert held == set(builtin.task_names("heldout"))
-    with pytest.raises(ValueError, match="_o<N>, _p<N> or _h<N>"):
+    dev = {t.name for t in seqio.get_mixture_or_task("jr:world#dev").tasks}
+    assert len(dev) == 8 and not dev & (held | tuned | aligned)
+    with pytest.raises(ValueError, match="_o<N>, _p<N>, _h<N> or _d<N>"):
         builtin.role("rel_x1")
 
 
 def test_every_template_renders_on_real_records():
-    for name in builtin.task_names("observed") + builtin.task_names("heldout"):
+    for name in [
+        *builtin.task_names("observed"),
+        *builtin.task_names("heldout"),
+        *builtin.task_names("dev"),
+    ]:
         for ex in tasks.examples(name, "test", limit=20):
             assert ex["targets"] == ex["options"][ex["answer_index"]], name
             assert ex["label"] == ex["option_labels"][ex["answer_index"]]

@@ -2,36 +2,52 @@
 
     python -m jaxrobust.main study     (gin_configs/runs/study.gin)
 
-No pretrained weights and no download: the study trains its own small T5 from
-scratch, so every stage runs the code paths researchers use at scale.
+No pretrained weights and no download: the study pretrains its own small T5,
+so every stage runs the code paths researchers use at scale.
 
-1. ``tokenizer/``  a small BPE vocabulary trained on the world (`study.vocab`).
-2. ``tune/``       instruction tuning: `training.train` in full fine-tuning
+1. ``tokenizer/``  a small BPE vocabulary trained on the world and the
+   pretraining corpus (`study.vocab`), with span corruption's sentinels.
+2. ``pretrain/``   span-corruption pretraining (`training.pretrain`) from random
+   weights on generated text about the world (`study.corpus`): every word of
+   every template and every answer word, in varied contexts, never a
+   template's own sentences. ``pretrain/hf_model`` is the pretrained model.
+3. ``tune/``       instruction tuning: `training.train` in full fine-tuning
    mode on the *observed* templates of the four world tasks
-   (`jr:world_all:qa`, templates ``all_o*``), from random weights.
-3. ``eval/``       `evaluation.run` of the tuned model on every template of
-   every world task (`jr:world_<task>:<format>#all`): observed, paraphrase and
-   held-out.
-4. ``pt/``         soft-prompt tuning of the frozen tuned model, task loss on
-   the observed templates only (PT).
-5. ``pt_kl/``      the same plus lambda * KL(p_observed || p_paraphrase) on the
-   paraphrase templates (PT+KL, Sun et al. 2023); CE on the observed rows
-   only, so the paraphrases contribute no labels, only agreement.
-6. ``eval/``       the two prompted models, on the same templates.
-7. ``report/``     `report.write_report` (the papers' tables, per-template
+   (`jr:world_all:qa`, templates ``all_o*``), from the pretrained weights.
+4. ``eval/``       `evaluation.run` of the tuned model on the observed,
+   paraphrase and held-out templates of every world task (test passages).
+5. Sun et al.'s four conditions, each from the tuned model, task loss on the
+   observed templates only:
+   ``pt/``    soft-prompt tuning of the frozen model (PT);
+   ``pt_kl/`` the same plus lambda * KL(p_observed || p_paraphrase) on the
+              paraphrase templates (PT+KL); CE on the observed rows only, so
+              the paraphrases contribute no labels, only agreement;
+   ``ft/``    full fine-tuning (FT); ``ft_kl/`` FT plus the KL term (FT+KL).
+6. ``eval/``       the four conditions, on the same templates.
+7. ``eval_dev/``   every model on the *dev* templates (``*_d*``), validation
+   passages: the numbers the study's settings were chosen on (never test
+   passages, never held-out templates).
+8. ``report/``     `report.write_report` (the papers' tables, per-template
    plots) and `study.summary` (accuracy by role with bootstrap CIs, the
-   observed vs held-out gap, and the effect of PT and PT+KL; ``study.md``,
-   ``study.png``).
+   observed vs held-out gap, each condition's paired effect on held-out
+   accuracy and on the gap; ``study.md``, ``study.json``, ``study.png``).
 
-Held-out templates (``*_h*``) are never trained on: stages 2, 4 and 5 name
-them as held out, and the trainer checks and records it
+Held-out (``*_h*``) and dev (``*_d*``) templates are never trained on: every
+training stage names them as held out, and the trainer checks and records it
 (``<stage>/template_split.json``).
+
+Seeds: `StudyOptions.seeds` (e.g. ``--gin.SEEDS=[0,1,2]``) runs the whole study
+once per seed under ``seed_<s>/`` and writes ``report/`` with the mean and
+across-seed spread beside each seed's CIs (`study.seeds`); empty, one study with
+`seed` in the output folder itself.
 
 Resuming: a stage whose final output exists is skipped (a training stage's
 ``metrics.json``, the tokenizer's ``tokenizer.json``); an interrupted training
 stage resumes from its last Orbax checkpoint and an interrupted evaluation
 from its last committed chunk, so re-running the command finishes the study.
-Runs are deterministic on one machine: the same options give the same report.
+Runs are byte-for-byte deterministic on one CPU type, whatever the load and
+core count (tests/test_study_repro.py); ``timings.json`` holds each stage's
+seconds and the peak memory.
 
 Optionally (`StudyOptions.data_dir` and `real_mixtures`) the tuned model is
 also evaluated on real tasks from the shared data: the same runner and report
@@ -43,15 +59,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
+import resource
 import time
 from typing import Any
 
 from jaxrobust.storage import files
 
-STAGES = ("tokenizer", "tune", "eval_tuned", "pt", "pt_kl", "eval_prompts", "report")
+STAGES = (
+    "tokenizer",
+    "pretrain",
+    "tune",
+    "eval_tuned",
+    "pt",
+    "pt_kl",
+    "ft",
+    "ft_kl",
+    "eval_conditions",
+    "eval_dev",
+    "report",
+)
 TASK = "jr:world_all:qa"  # The training view of the four world tasks (tasks/builtin.py).
-MODEL_LABELS = {"tuned": "tuned", "tuned+pt": "+ PT", "tuned+pt_kl": "+ PT+KL"}
+# The conditions (Sun et al. 2023), each trained from the tuned model: stage -> model name.
+CONDITIONS = {"pt": "tuned+pt", "pt_kl": "tuned+pt_kl", "ft": "tuned+ft", "ft_kl": "tuned+ft_kl"}
+MODEL_LABELS = {
+    "tuned": "tuned",
+    "tuned+pt": "+ PT",
+    "tuned+pt_kl": "+ PT+KL",
+    "tuned+ft": "+ FT",
+    "tuned+ft_kl": "+ FT+KL",
+}
+EVAL_ROLES = ("observed", "paraphrase", "heldout")  # Reported, on test passages.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,27 +98,43 @@ class StudyOptions:
     """Every setting of the study; `gin_configs/runs/study.gin` binds them."""
 
     output_dir: str = "study_output"  # Everything goes here; re-running resumes.
-    seed: int = 0  # Model init, data order, prompt init and the bootstrap.
-    preset: str = "study-small"  # T5 preset (models/t5_config.py) trained from scratch.
-    vocab_size: int = 1024  # BPE vocabulary trained on the world.
+    seed: int = 0  # Model init, data order, corpus, prompt init and the bootstrap.
+    seeds: tuple[int, ...] = ()  # Several: one study per seed under seed_<s>/, then report/.
+    preset: str = "study-small"  # T5 preset (models/t5_config.py) pretrained here.
+    # CPUs the study pins itself to (0: every CPU it may use). XLA CPU sizes its thread
+    # pools by the CPUs a process may use, and the bits of its results follow the thread
+    # count, so a fixed count makes the bytes the same on 1 or 16 cores (README).
+    cpu_threads: int = 1
+    vocab_size: int = 1024  # BPE vocabulary trained on the world and the corpus.
     max_input_len: int = 128  # Input tokens (world inputs have at most ~90).
+    # Span-corruption pretraining on the generated corpus (0 steps: start from random).
+    pretrain_documents: int = 4000  # Documents of the corpus (study.corpus).
+    pretrain_steps: int = 1000
+    pretrain_max_len: int = 96  # Document tokens kept (the first 95, then EOS).
+    pretrain_batch_size: int = 32
+    pretrain_learning_rate: float = 2e-3
     # Instruction tuning (full fine-tuning on the observed templates).
     tune_steps: int = 3000
     tune_batch_size: int = 32
     tune_learning_rate: float = 2e-3
     tune_warmup_steps: int = 50
+    tune_decay: str = "cosine"  # 'constant', 'linear' or 'cosine' (to 0 at the last step).
     tune_limit: int | None = 8000  # Training records of jr:world_all:qa (4 tasks interleaved).
-    # Soft prompts on the frozen tuned model.
+    # Soft prompts on the frozen tuned model (PT, PT+KL).
     prompt_length: int = 8
     pt_steps: int = 400
     pt_batch_size: int = 16
     pt_learning_rate: float = 0.1
     pt_limit: int | None = 4000
-    kl_weight: float = 1.0  # lambda of PT+KL.
-    num_paraphrases: int = 1  # Paraphrase rows per example in PT+KL batches.
+    # Full fine-tuning of the tuned model (FT, FT+KL).
+    ft_steps: int = 400
+    ft_learning_rate: float = 5e-4
+    kl_weight: float = 1.0  # lambda of PT+KL and FT+KL.
+    num_paraphrases: int = 1  # Paraphrase rows per example in the +KL batches.
     # Evaluation.
     eval_tasks: tuple[str, ...] = ("rel", "yn", "mc", "type")  # World tasks evaluated.
     eval_limit: int = 100  # Test passages per task (each under all 12 templates).
+    dev_limit: int = 100  # Validation passages per task under the dev templates.
     eval_batch_size: int = 64
     n_resamples: int = 1000  # Bootstrap resamples in the report.
     # Optional: the tuned model on real tasks from the shared data.
@@ -92,10 +147,10 @@ class StudyOptions:
     log_every: int = 50
 
 
-def _template_ids(role: str) -> tuple[str, ...]:
+def _template_ids(*roles: str) -> tuple[str, ...]:
     from jaxrobust.tasks import builtin
 
-    return tuple(t.id for t in builtin.all_bank() if builtin.role(t.id) == role)
+    return tuple(t.id for t in builtin.all_bank() if builtin.role(t.id) in roles)
 
 
 def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> dict[str, Any]:
@@ -108,14 +163,17 @@ def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> d
         print(f"[study] {stage}: complete, skipped ({workdir})", flush=True)
         return json.loads(done.read_text())
     tune = stage == "tune"
-    kl = stage == "pt_kl"
+    kl = stage.endswith("_kl")
+    prompt = stage.startswith("pt")
+    # Tuning sees the observed templates only; the +KL conditions also the paraphrases.
+    # Held-out and dev templates are never trained on.
+    never = _template_ids("heldout", "dev") + (() if kl else _template_ids("paraphrase"))
     data = training_data.DataOptions(
         task=TASK,
         split="train",
         limit=opts.tune_limit if tune else opts.pt_limit,
         original_templates=_template_ids("observed"),
-        # Tuning sees the observed templates only; prompts may also see paraphrases.
-        held_out_templates=_template_ids("heldout") + (_template_ids("paraphrase") if tune else ()),
+        held_out_templates=never,
         num_paraphrases=opts.num_paraphrases if kl else 0,
         batch_size=opts.tune_batch_size if tune else opts.pt_batch_size,
         max_input_len=opts.max_input_len,
@@ -124,14 +182,26 @@ def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> d
         seed=opts.seed,
     )
     loss = training.LossOptions(kl_weight=opts.kl_weight if kl else 0.0, ce_rows="original")
+    if tune:
+        lr, steps, warmup, decay = (
+            opts.tune_learning_rate,
+            opts.tune_steps,
+            opts.tune_warmup_steps,
+            opts.tune_decay,
+        )
+    elif prompt:
+        lr, steps, warmup, decay = opts.pt_learning_rate, opts.pt_steps, 0, "constant"
+    else:
+        lr, steps, warmup, decay = opts.ft_learning_rate, opts.ft_steps, 0, "constant"
     train_opts = training.TrainOptions(
-        trainable=("model/.*",) if tune else ("prompt/.*",),
-        prompt_length=0 if tune else opts.prompt_length,
+        trainable=("prompt/.*",) if prompt else ("model/.*",),
+        prompt_length=opts.prompt_length if prompt else 0,
         optimizer="adam",
-        learning_rate=opts.tune_learning_rate if tune else opts.pt_learning_rate,
-        warmup_steps=opts.tune_warmup_steps if tune else 0,
+        learning_rate=lr,
+        warmup_steps=warmup,
+        decay=decay,
         grad_clip=1.0,
-        num_steps=opts.tune_steps if tune else opts.pt_steps,
+        num_steps=steps,
         checkpoint_every=opts.checkpoint_every,
         log_every=opts.log_every,
         seed=opts.seed,
@@ -149,9 +219,51 @@ def _tokenizer(opts: StudyOptions, out: pathlib.Path) -> pathlib.Path:
         print(f"[study] tokenizer: complete, skipped ({directory})", flush=True)
         return directory
     with files.atomic_path(directory, directory=True) as tmp:  # The stage completes whole.
-        vocab.train(tmp, vocab_size=opts.vocab_size, seed=opts.seed)
+        vocab.train(
+            tmp, vocab_size=opts.vocab_size, seed=opts.seed, documents=opts.pretrain_documents
+        )
     print(f"[study] tokenizer: {opts.vocab_size} pieces ({directory})", flush=True)
     return directory
+
+
+def _pretrain(opts: StudyOptions, base, out: pathlib.Path, tokenizer_dir: pathlib.Path):
+    """Span corruption on the corpus; the base model with the pretrained weights."""
+    from jaxrobust.study import corpus, vocab
+    from jaxrobust.training import pretrain
+
+    work = out / "pretrain"
+    if not opts.pretrain_steps:
+        return base
+    if (work / "metrics.json").exists():
+        print(f"[study] pretrain: complete, skipped ({work})", flush=True)
+    else:
+        print(f"[study] pretrain: span corruption in {work}", flush=True)
+        pretrain.pretrain(
+            base,
+            work,
+            corpus.documents(opts.pretrain_documents, opts.seed),
+            vocab.sentinel_ids(),
+            pretrain.PretrainOptions(
+                num_steps=opts.pretrain_steps,
+                batch_size=opts.pretrain_batch_size,
+                learning_rate=opts.pretrain_learning_rate,
+                max_len=opts.pretrain_max_len,
+                checkpoint_every=opts.checkpoint_every,
+                log_every=opts.log_every,
+                seed=opts.seed,
+            ),
+        )
+    _complete_hf(work / "hf_model", tokenizer_dir)
+    return dataclasses.replace(base, checkpoint=str(work / "hf_model"))
+
+
+def _complete_hf(hf_model: pathlib.Path, tokenizer_dir: pathlib.Path) -> None:
+    """A complete HF directory: weights, config and the study's tokenizer."""
+    from jaxrobust.study import vocab
+
+    for name in vocab.FILES:
+        if not (hf_model / name).exists():
+            files.write_atomic(hf_model / name, (tokenizer_dir / name).read_bytes())
 
 
 def _evaluate(
@@ -174,11 +286,43 @@ def _evaluate(
 
 
 def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib.Path:
-    """Runs (or resumes) the study; returns the report folder."""
+    """Runs (or resumes) the study; returns the report folder.
+
+    The process is pinned to `options.cpu_threads` CPUs while it runs (Linux), before
+    JAX starts its CPU backend; a backend already started keeps its thread count."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    allowed = sorted(getaffinity(0)) if getaffinity else []
+    if options.cpu_threads and len(allowed) > options.cpu_threads:
+        os.sched_setaffinity(0, allowed[: options.cpu_threads])
+    try:
+        return _run(options, gin_config)
+    finally:
+        if allowed:
+            os.sched_setaffinity(0, allowed)
+
+
+def _run(options: StudyOptions, gin_config: str) -> pathlib.Path:
+    if options.seeds:
+        from jaxrobust.study import seeds
+
+        out = pathlib.Path(options.output_dir).absolute()
+        out.mkdir(parents=True, exist_ok=True)
+        folders = []
+        for s in options.seeds:
+            sub = dataclasses.replace(options, seed=s, seeds=(), output_dir=str(out / f"seed_{s}"))
+            print(f"[study] seed {s} of {list(options.seeds)}: {sub.output_dir}", flush=True)
+            run_one(sub, gin_config)
+            folders.append(pathlib.Path(sub.output_dir))
+        return seeds.write(folders, out / "report", MODEL_LABELS, baseline="tuned")
+    return run_one(options, gin_config)
+
+
+def run_one(options: StudyOptions, gin_config: str = "") -> pathlib.Path:
+    """One seed's study (`options.seed`); returns its report folder."""
     import jaxrobust.tasks  # noqa: F401  (registers the world tasks)
     from jaxrobust import evaluation, training
     from jaxrobust.analysis import report as report_lib
-    from jaxrobust.study import summary, vocab
+    from jaxrobust.study import summary
     from jaxrobust.tasks import builtin
 
     opts = options
@@ -188,19 +332,25 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     if gin_config:
         files.write_atomic(out / "operative_config.gin", gin_config)
     timings: dict[str, float] = {}
-    clock = time.monotonic()
+    clock = start = time.monotonic()
 
     def lap(stage: str) -> None:
         nonlocal clock
         now = time.monotonic()
         timings[stage] = round(now - clock, 1)
         clock = now
+        done = STAGES.index(stage) + 1 if stage in STAGES else len(STAGES)
+        print(
+            f"[study] stage {done}/{len(STAGES)} {stage}: {timings[stage]:.0f} s "
+            f"(study so far {now - start:.0f} s)",
+            flush=True,
+        )
 
     # ----------------------------------------------------------- tokenizer
     tokenizer_dir = _tokenizer(opts, out)
     lap("tokenizer")
 
-    # ---------------------------------------------------------------- tune
+    # ------------------------------------------------------------ pretrain
     base = evaluation.ModelSpec(
         name="study-t5",
         preset=opts.preset,
@@ -208,30 +358,35 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
         observed_collections=("study",),
         seed=opts.seed,
     )
+    base = _pretrain(opts, base, out, tokenizer_dir)
+    lap("pretrain")
+
+    # ---------------------------------------------------------------- tune
     _train(opts, base, out / "tune", stage="tune")
-    hf_model = out / "tune" / "hf_model"
-    for name in vocab.FILES:  # A complete HF directory: weights, config and tokenizer.
-        if not (hf_model / name).exists():
-            files.write_atomic(hf_model / name, (tokenizer_dir / name).read_bytes())
+    _complete_hf(out / "tune" / "hf_model", tokenizer_dir)
     tuned = training.trained_model_spec(base, str(out / "tune"), "tuned")
     lap("tune")
 
     # ------------------------------------------------------ evaluate tuned
-    mixtures = [f"jr:{':'.join(builtin.TASKS[t])}#all" for t in opts.eval_tasks]
+    mixtures = [f"jr:{':'.join(builtin.TASKS[t])}#{r}" for t in opts.eval_tasks for r in EVAL_ROLES]
     _evaluate(opts, [tuned], out / "eval", mixtures, opts.eval_limit)
     lap("eval_tuned")
 
-    # --------------------------------------------------------- soft prompts
-    _train(opts, tuned, out / "pt", stage="pt")
-    lap("pt")
-    _train(opts, tuned, out / "pt_kl", stage="pt_kl")
-    lap("pt_kl")
-    prompted = [
-        training.trained_model_spec(tuned, str(out / "pt"), "tuned+pt"),
-        training.trained_model_spec(tuned, str(out / "pt_kl"), "tuned+pt_kl"),
-    ]
-    _evaluate(opts, prompted, out / "eval", mixtures, opts.eval_limit)
-    lap("eval_prompts")
+    # ---------------------------------------------------------- conditions
+    conditions = []
+    for stage, name in CONDITIONS.items():
+        _train(opts, tuned, out / stage, stage=stage)
+        if (out / stage / "hf_model").is_dir():
+            _complete_hf(out / stage / "hf_model", tokenizer_dir)
+        conditions.append(training.trained_model_spec(tuned, str(out / stage), name))
+        lap(stage)
+    _evaluate(opts, conditions, out / "eval", mixtures, opts.eval_limit)
+    lap("eval_conditions")
+
+    # ----------------------------------------------------------------- dev
+    dev = [f"jr:{':'.join(builtin.TASKS[t])}#dev" for t in opts.eval_tasks]
+    _evaluate(opts, [tuned, *conditions], out / "eval_dev", dev, opts.dev_limit, "validation")
+    lap("eval_dev")
 
     # ------------------------------------------------ optional: real tasks
     if opts.data_dir:
@@ -257,8 +412,11 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
         role=builtin.role,
         n_resamples=opts.n_resamples,
         seed=opts.seed,
+        dev_dir=out / "eval_dev",
     )
     lap("report")
     timings["total_this_run"] = round(sum(timings.values()), 1)
+    # Peak resident memory of this process (Linux reports KiB).
+    timings["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     files.write_atomic(out / "timings.json", json.dumps(timings, indent=2) + "\n")
     return pathlib.Path(report_dir)

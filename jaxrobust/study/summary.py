@@ -17,10 +17,15 @@ strata):
   templates of that role of each template's accuracy (rank classification;
   for ``rel`` too, so the four tasks pool);
 * the gap: observed minus held-out accuracy;
-* the effect of a soft prompt: its held-out (or paraphrase) accuracy minus the
-  tuned model's, on the same templates and passages. The bootstrap runs on
+* the effect of a condition (PT, PT+KL, FT, FT+KL): its held-out (or
+  paraphrase) accuracy minus the tuned model's, on the same templates and
+  passages, and its gap minus the tuned model's gap. The bootstrap runs on
   the per-cell difference mapped to [0, 1], ``(d + 1) / 2``, and maps back;
-  the map is linear, so the interval is that of the mean difference.
+  the map is linear, so the interval is that of the mean difference (paired).
+
+Dev templates (role ``dev``, validation passages, a separate evaluation
+folder) enter ``study.json`` as each model's mean accuracy: what the study's
+settings were chosen on; they are in no table of held-out results.
 """
 
 from __future__ import annotations
@@ -36,7 +41,10 @@ from jaxrobust.storage import files
 
 ROLES = ("observed", "paraphrase", "heldout")
 ROLE_NAMES = {"observed": "observed", "paraphrase": "paraphrase", "heldout": "held-out"}
-COLORS = ("tab:gray", "tab:blue", "tab:green", "tab:orange")
+COLORS = ("tab:gray", "tab:blue", "tab:green", "tab:orange", "tab:purple")
+
+# (eval dir, model, template id) -> share of the most frequent gold label, filled by `_load`.
+_MAJORITY: dict[tuple[str, str, str], float] = {}
 
 # The study's vocabulary, passed in by the caller (`jaxrobust.tasks.builtin`):
 Tasks = Mapping[str, tuple[str, str]]  # task -> (data set, format), in table order.
@@ -66,6 +74,12 @@ def _load(eval_dir, model, tasks: Tasks) -> tuple[dict[str, dict[str, bool]], di
             i.split("-", 1)[1]: bool(c) for (_, i), c in zip(o.example_ids, o.correct, strict=True)
         }
         guess[f.header["template_id"]] = float(np.mean([1 / len(r["options"]) for r in f.records]))
+        counts: dict[int, int] = {}  # Gold option position (mc: A-D order) -> examples.
+        for r in f.records:
+            counts[r["gold_index"]] = counts.get(r["gold_index"], 0) + 1
+        _MAJORITY[(str(eval_dir), model, f.header["template_id"])] = max(counts.values()) / len(
+            f.records
+        )
     if not out:
         root = pathlib.Path(eval_dir) / "records" / model
         raise FileNotFoundError(f"{root}: no record files of the world tasks")
@@ -114,6 +128,25 @@ def analyse(
         "n_passages": int(base.shape[1]),
         "chance": chance(eval_dir, baseline, tasks),
     }
+    # Per task: uniform guessing and always answering the most frequent gold label (the
+    # bar "learned" is measured against: README, "The built-in study").
+    guess = _load(eval_dir, baseline, tasks)[1]
+    out["chance_by_task"] = {
+        t: float(np.mean([g for tid, g in guess.items() if tid.split("_")[0] == t]))
+        for t in present
+    }
+    out["majority_by_task"] = {
+        t: float(
+            np.mean(
+                [
+                    v
+                    for (d, m, tid), v in _MAJORITY.items()
+                    if d == str(eval_dir) and m == baseline and tid.split("_")[0] == t
+                ]
+            )
+        )
+        for t in present
+    }
     boot = {"n_resamples": n_resamples, "seed": seed}
     for m in models:
         m_tids, c = data[m]
@@ -135,6 +168,10 @@ def analyse(
                 diff = (c[sel] - base[sel] + 1) / 2
                 ci = stats.bootstrap(diff, strata=strata[sel], **boot)["mean"]
                 row[f"effect_{r}"] = _ci(ci, lambda x: 2 * x - 1)
+            # Gap minus the baseline's gap: the gap of the per-cell difference.
+            diff = (c[both] - base[both] + 1) / 2
+            ci = stats.bootstrap(diff, strata=strata[both], observed=obs, **boot)["gap"]
+            row["effect_gap"] = _ci(ci, lambda x: 2 * x)
         out["models"][m] = row
     return out
 
@@ -149,9 +186,10 @@ def _with_ci(c: dict, signed: bool = False) -> str:
 
 
 def markdown(result: dict, labels: dict[str, str], baseline: str) -> str:
-    """The summary table (percent, 95% CIs) and the per-task table."""
+    """The summary table (percent, 95% CIs), the per-task table and the dev accuracies."""
     n_tasks = len(result["tasks"])
     per_role = len(result["templates"]) // (n_tasks * len(ROLES))
+    base = labels[baseline]
     lines = [
         f"Accuracy (%) on {result['n_passages']} test passages x "
         f"{len(result['templates'])} templates ({n_tasks} tasks x {len(ROLES)} roles x "
@@ -159,21 +197,45 @@ def markdown(result: dict, labels: dict[str, str], baseline: str) -> str:
         f"chance {_pct(result['chance'])}.",
         "",
         "| model | observed | paraphrase | held-out | gap obs − held-out | "
-        f"Δ held-out vs {labels[baseline]} |",
-        "|---|---|---|---|---|---|",
+        f"Δ held-out vs {base} | Δ gap vs {base} |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m, row in result["models"].items():
         effect = _with_ci(row["effect_heldout"], True) if "effect_heldout" in row else "–"
+        gap = _with_ci(row["effect_gap"], True) if "effect_gap" in row else "–"
         lines.append(
             f"| {labels[m]} | {_with_ci(row['observed'])} | {_with_ci(row['paraphrase'])} | "
-            f"{_with_ci(row['heldout'])} | {_with_ci(row['gap'], True)} | {effect} |"
+            f"{_with_ci(row['heldout'])} | {_with_ci(row['gap'], True)} | {effect} | {gap} |"
         )
     lines += ["", "| model | task | observed | paraphrase | held-out |", "|---|---|---|---|---|"]
     for m, row in result["models"].items():
         for t in result["tasks"]:
             cells = [_pct(row[f"{r}_by_task"][t]) for r in ROLES]
             lines.append(f"| {labels[m]} | {t} | " + " | ".join(cells) + " |")
+    if result.get("dev"):
+        lines += ["", "Dev templates (validation passages; settings were chosen on these):", ""]
+        lines += ["| model | dev | " + " | ".join(result["tasks"]) + " |"]
+        lines += ["|---|---|" + "---|" * len(result["tasks"])]
+        for m, d in result["dev"].items():
+            cells = [_pct(d["by_task"].get(t, float("nan"))) for t in result["tasks"]]
+            lines.append(f"| {labels[m]} | {_pct(d['mean'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def dev_accuracy(dev_dir: str | pathlib.Path, models: Sequence[str], tasks: Tasks, role: Role):
+    """Per model: mean over tasks of the mean dev-template accuracy, and per task."""
+    out = {}
+    for m in models:
+        by_template = load(dev_dir, m, tasks)
+        by_task: dict[str, list[float]] = {}
+        for tid, cells in by_template.items():
+            if role(tid) == "dev":
+                by_task.setdefault(tid.split("_")[0], []).append(
+                    float(np.mean(list(cells.values())))
+                )
+        per = {t: float(np.mean(v)) for t, v in by_task.items()}
+        out[m] = {"mean": float(np.mean(list(per.values()))), "by_task": per}
+    return out
 
 
 def plot(result: dict, labels: dict[str, str], path: pathlib.Path, role: Role) -> None:
@@ -219,12 +281,16 @@ def write(
     role: Role,
     n_resamples: int = 1000,
     seed: int = 0,
+    dev_dir: str | pathlib.Path | None = None,
 ) -> dict:
-    """Writes study.md, study.json and study.png; returns the analysis (`analyse`)."""
+    """Writes study.md, study.json and study.png; returns the analysis (`analyse`, plus
+    'dev': `dev_accuracy` of `dev_dir` when given)."""
     out = pathlib.Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     boot = {"n_resamples": n_resamples, "seed": seed}
     result = analyse(eval_dir, list(labels), baseline=baseline, tasks=tasks, role=role, **boot)
+    if dev_dir is not None:
+        result["dev"] = dev_accuracy(dev_dir, list(labels), tasks, role)
     files.write_atomic(out / "study.md", markdown(result, labels, baseline))
     files.write_atomic(out / "study.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
     plot(result, labels, out / "study.png", role)

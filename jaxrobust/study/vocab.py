@@ -8,7 +8,9 @@ banks rendered on a few training records (all roles: a held-out template's
 words get vocabulary entries but, never being trained on, keep their initial
 embeddings — what "unobserved" means to a model trained from scratch), and
 saves it as an HF tokenizer directory that `jaxrobust.inference.tokenizer.HFTokenizer`
-loads. Special ids follow T5: pad 0, EOS 1, unk 2.
+loads. Special ids follow T5: pad 0, EOS 1, unk 2; then 16 sentinels for span
+corruption (`<extra_id_0>` is id 3). With `documents`, the pretraining corpus
+(`study.corpus`) is part of the training text.
 
 Training is deterministic for a given corpus (checked by the tests), so the
 same seed gives the same vocabulary.
@@ -22,14 +24,23 @@ import pathlib
 from jaxrobust.tasks import world
 
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2, as in T5.
+NUM_SENTINELS = 16  # <extra_id_0> ... : span corruption's sentinels (training.pretrain).
+SENTINELS = tuple(f"<extra_id_{i}>" for i in range(NUM_SENTINELS))  # ids 3 .. 18.
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def training_text(seed: int = 0, records_per_template: int = 5) -> list[str]:
-    """The world's training corpus plus every study template rendered on a few records."""
+def sentinel_ids() -> list[int]:
+    """The sentinels' ids, in order (they follow the specials)."""
+    return list(range(len(SPECIALS), len(SPECIALS) + NUM_SENTINELS))
+
+
+def training_text(seed: int = 0, records_per_template: int = 5, documents: int = 0) -> list[str]:
+    """The world's training corpus, `documents` pretraining documents (`study.corpus`), and
+    every study template rendered on a few records."""
+    from jaxrobust.study import corpus
     from jaxrobust.tasks import builtin, registry
 
-    texts = world.corpus(seed)
+    texts = world.corpus(seed) + corpus.documents(documents, seed)
     for task in builtin.TASKS:
         spec = builtin.spec(task, seed)
         for template in builtin.bank(task):
@@ -39,8 +50,10 @@ def training_text(seed: int = 0, records_per_template: int = 5) -> list[str]:
     return texts
 
 
-def train(directory: str | pathlib.Path, *, vocab_size: int = 1024, seed: int = 0) -> pathlib.Path:
-    """Trains the vocabulary and writes an HF tokenizer directory; returns it."""
+def train(
+    directory: str | pathlib.Path, *, vocab_size: int = 1024, seed: int = 0, documents: int = 0
+) -> pathlib.Path:
+    """Trains the vocabulary (on `training_text`) and writes an HF tokenizer directory."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -52,10 +65,10 @@ def train(directory: str | pathlib.Path, *, vocab_size: int = 1024, seed: int = 
     tok.decoder = decoders.Metaspace()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIALS),
+        special_tokens=[*SPECIALS, *SENTINELS],
         show_progress=False,
     )
-    tok.train_from_iterator(training_text(seed), trainer=trainer)
+    tok.train_from_iterator(training_text(seed, documents=documents), trainer=trainer)
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))

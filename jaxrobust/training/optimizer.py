@@ -39,17 +39,29 @@ def trainable_mask(params: Any, patterns: Sequence[str]) -> Any:
     return traverse_util.unflatten_dict(mask, sep="/")
 
 
+def learning_rate_schedule(options: TrainOptions) -> optax.Schedule:
+    """Linear warm-up from 0 to `learning_rate` over `warmup_steps`, then `decay`: constant,
+    or linear / cosine down to 0 at `num_steps`."""
+    lr, warm = options.learning_rate, options.warmup_steps
+    rest = max(options.num_steps - warm, 1)
+    after = {
+        "constant": lambda: optax.constant_schedule(lr),
+        "linear": lambda: optax.linear_schedule(lr, 0.0, rest),
+        "cosine": lambda: optax.cosine_decay_schedule(lr, rest),
+    }
+    if options.decay not in after:
+        raise ValueError(f"decay {options.decay!r}: expected one of {sorted(after)}")
+    if not warm:
+        return after[options.decay]()
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warm), after[options.decay]()], [warm]
+    )
+
+
 def make_optimizer(options: TrainOptions, mask: Any) -> optax.GradientTransformation:
     """Masked Optax chains: the optimizer on trainable leaves, `set_to_zero` (no state) on
-    frozen ones; linear warm-up to `learning_rate`, then constant; optional clipping."""
-    lr = options.learning_rate
-    if options.warmup_steps:
-        schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, lr, options.warmup_steps), optax.constant_schedule(lr)],
-            [options.warmup_steps],
-        )
-    else:
-        schedule = optax.constant_schedule(lr)
+    frozen ones; the schedule of `learning_rate_schedule`; optional clipping."""
+    schedule = learning_rate_schedule(options)
     make = {
         "sgd": lambda: optax.sgd(schedule),
         "adam": lambda: optax.adam(schedule),

@@ -42,7 +42,8 @@ class TrainOptions:
     prompt_init_population: int | None = 5000  # 'vocab' samples the first rows only.
     optimizer: str = "adam"  # 'sgd', 'adam' or 'adafactor'.
     learning_rate: float = 0.3  # Peak; prompt tuning uses ~0.3, fine-tuning ~1e-4.
-    warmup_steps: int = 0  # Linear warm-up, then constant.
+    warmup_steps: int = 0  # Linear warm-up to `learning_rate`, then `decay`.
+    decay: str = "constant"  # After warm-up: 'constant', 'linear' or 'cosine' (to 0 at num_steps).
     grad_clip: float = 0.0  # Clip by global norm; 0 = no clipping.
     num_steps: int = 1000
     checkpoint_every: int = 100  # Also at the end.
