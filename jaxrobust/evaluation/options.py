@@ -51,6 +51,11 @@ class EvalOptions:
     # is then left out of scoring (`examples.with_demonstration`).
     shots: int = 0
     progress: bool = True  # Progress line with ETA on stderr (process 0).
+    # Sampled design (`evaluation.design.sample_cells`): score only this share of each
+    # data set's template x example grid, every template and example at least once;
+    # None = the full grid. Budget and seed enter the headers (a run's identity).
+    design_budget: float | None = None
+    design_seed: int = 0  # Which cells a sampled design scores.
 
     def __post_init__(self):
         def at_least(name: str, low: int, none_means: str = "") -> None:
@@ -77,6 +82,15 @@ class EvalOptions:
                 f"EvalOptions.record_pooled={self.record_pooled!r}: expected False, True (mean "
                 "encoder state) or 'decoder_first' (gin: RECORD_POOLED)"
             )
+        budget = self.design_budget
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1
+        ):
+            raise ValueError(
+                f"EvalOptions.design_budget={budget!r}: expected a share of the grid in (0, 1], "
+                "or None for the full grid (gin: DESIGN_BUDGET)"
+            )
+        at_least("design_seed", 0)
         if self.split is not None and (not isinstance(self.split, str) or not self.split):
             raise ValueError(
                 f"EvalOptions.split={self.split!r}: expected a split name, or None for each "
@@ -112,10 +126,24 @@ def result_config(
         "record_pooled": options.record_pooled,
         "weights_digest": weights_digest,
         **({"shots": options.shots} if options.shots else {}),  # Zero-shot headers as before.
+        **({"design": design(options)} if options.design_budget is not None else {}),
     }
 
 
-def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, config: dict) -> dict:
+def design(options: EvalOptions) -> dict | None:
+    """A sampled design's identity in headers: ``{"budget", "seed"}``; None = the full grid."""
+    if options.design_budget is None:
+        return None
+    return {"budget": float(options.design_budget), "seed": options.design_seed}
+
+
+def file_header(
+    task: str,
+    examples: Sequence[dict],
+    data_fingerprint: str,
+    config: dict,
+    grid: dict | None = None,
+) -> dict:
     """The header line of a task's record file (`storage/records.py` documents the format).
 
     Args:
@@ -123,6 +151,9 @@ def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, conf
       examples: the task's examples in order (`examples.task_examples`).
       data_fingerprint: `examples.data_fingerprint(examples)`.
       config: `result_config(...)` of the model and options.
+      grid: a sampled design's grid of this task's data set (``templates``,
+        ``examples``, ``cells`` scored in all); None (and no ``grid`` key) for a
+        full run. `examples` then holds only this template's sampled examples.
 
     A format variant's header also names its ``parent`` description and the
     ``rules`` it applied (`jaxrobust.data.formats`); other headers are unchanged.
@@ -144,4 +175,5 @@ def file_header(task: str, examples: Sequence[dict], data_fingerprint: str, conf
         "data_fingerprint": data_fingerprint,
         "config": config,
         **(variant if variant.get("parent") else {}),
+        **({"grid": grid} if grid else {}),
     }

@@ -263,6 +263,7 @@ def run(
     examples_lib.check_not_empty(examples, splits, options)
     fingerprints = {t: examples_lib.data_fingerprint(ex) for t, ex in examples.items()}
     examples_lib.check_same_data(fingerprints)
+    examples, grids = sampled_design(tasks, splits, examples, options)
     rank, count = distributed.process()
     log.info(
         "%d tasks, %d examples each for %d models; process %d of %d scores its share",
@@ -283,6 +284,7 @@ def run(
             options,
             gin_config,
             prefix_embeddings,
+            grids,
         )
 
 
@@ -299,6 +301,7 @@ def _wanted(config: dict, splits: dict[str, str], options: EvalOptions) -> Calla
     from jaxrobust.tasks import registry
 
     base = {k: v for k, v in config.items() if k not in ("split", "weights_digest")}
+    base.setdefault("design", _FullGrid())  # A full run is refused a sampled run's folder.
 
     def wanted(task: str) -> dict:
         if task in splits:
@@ -311,7 +314,58 @@ def _wanted(config: dict, splits: dict[str, str], options: EvalOptions) -> Calla
     return wanted
 
 
-def _run_locked(models, tasks, splits, examples, fingerprints, out, options, gin_config, prefix):
+class _FullGrid:
+    """A full run's ``design`` for `guards.check_identity`: equal to a header without one."""
+
+    def __eq__(self, other) -> bool:
+        return other is guards._ABSENT or isinstance(other, _FullGrid)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return "None (the full grid)"
+
+
+def sampled_design(
+    tasks: Sequence[str],
+    splits: dict[str, str],
+    examples: dict[str, list[dict]],
+    options: EvalOptions,
+) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """The examples each task scores under `options`' design, and each task's grid.
+
+    A full run (``design_budget`` None) keeps every example and has no grids. A
+    sampled run draws, per data set grid (the tasks of one data set, split and
+    example list, templates in name order), `design.sample_cells` at the budget
+    and seed; each task keeps its sampled examples in their order.
+    """
+    if options.design_budget is None:
+        return examples, {}
+    from jaxrobust.evaluation import design
+
+    grids: dict[tuple, list[str]] = {}
+    for t in sorted(tasks):
+        ex = examples[t]
+        key = (ex[0]["dataset"], splits[t], tuple(str(e["example_id"]) for e in ex))
+        grids.setdefault(key, []).append(t)
+    kept, shapes = dict(examples), {}
+    for (_, _, ids), members in grids.items():
+        mask = design.sample_cells(
+            len(members), len(ids), options.design_budget, options.design_seed
+        )
+        shape = {"templates": len(members), "examples": len(ids), "cells": int(mask.sum())}
+        for row, t in enumerate(members):
+            kept[t] = [examples[t][i] for i in design.cells_of(mask, row)]
+            shapes[t] = shape
+    return kept, shapes
+
+
+def _run_locked(
+    models, tasks, splits, examples, fingerprints, out, options, gin_config, prefix, grids
+):
     writer0 = distributed.is_writer()
     # ------------------------------------------------ every model's identity, up front
     plans = []
@@ -348,7 +402,9 @@ def _run_locked(models, tasks, splits, examples, fingerprints, out, options, gin
 
         def header(task: str, digest: str | None, config=config) -> dict:
             per_task = {**config, "split": splits[task], "weights_digest": digest}
-            return options_lib.file_header(task, examples[task], fingerprints[task], per_task)
+            return options_lib.file_header(
+                task, examples[task], fingerprints[task], per_task, grids.get(task)
+            )
 
         paths = {t: records.records_path(out, spec.name, t) for t in tasks}
         # Complete files are found without loading the model: the weights they name are

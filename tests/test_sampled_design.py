@@ -1,0 +1,100 @@
+"""Sampled designs end to end (issue 17): `EvalOptions.design_budget` scores only the cells
+`design.sample_cells` chooses, resumably, with the design in the headers; the report marks
+what it estimates from them (`analysis/prompteval.py`) as estimated, with the budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrobust import evaluation
+from jaxrobust.evaluation import design, guards
+from jaxrobust.storage import records
+
+TASKS = [f"jr:world_type:qa:type_{t}" for t in ("o1", "o2", "p1", "p2", "h1", "h2")]
+SPEC = evaluation.ModelSpec(name="tiny", preset="tiny", tokenizer="byte")
+
+
+def _options(**kw):
+    return evaluation.EvalOptions(
+        limit=8, batch_size=8, max_input_len=128, progress=False, chunk_size=2, **kw
+    )
+
+
+def _files(out):
+    return {t: records.records_path(out, "tiny", t) for t in TASKS}
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sampled")
+    evaluation.run([SPEC], TASKS, str(out), _options(design_budget=0.25, design_seed=3))
+    return out
+
+
+def test_sampled_run_scores_exactly_the_designs_cells(sampled):
+    # 6 templates x 8 examples, 25%: 12 cells, 2 per template, every example seen.
+    mask = design.sample_cells(6, 8, 0.25, 3)
+    assert mask.sum() == 12 and mask.any(0).all() and (mask.sum(1) == 2).all()
+    all_ids = None
+    seen = np.zeros((6, 8), bool)
+    for row, task in enumerate(sorted(TASKS)):
+        f = records.read_records(_files(sampled)[task])
+        assert f.header["config"]["design"] == {"budget": 0.25, "seed": 3}
+        assert f.header["grid"] == {"templates": 6, "examples": 8, "cells": 12}
+        assert f.header["n_examples"] == len(f.records) == 2
+        if all_ids is None:  # The full example order, from a full run's task examples.
+            from jaxrobust.evaluation import examples as examples_lib
+
+            full = examples_lib.task_examples(task, _options())
+            all_ids = [e["example_id"] for e in full]
+        for r in f.records:
+            seen[row, all_ids.index(r["example_id"])] = True
+    assert (seen == mask).all()
+
+
+def test_sampled_run_resumes_and_skips_byte_identically(sampled, tmp_path):
+    before = {t: p.read_bytes() for t, p in _files(sampled).items()}
+    status = evaluation.run(
+        [SPEC], TASKS, str(sampled), _options(design_budget=0.25, design_seed=3)
+    )
+    assert set(status["tiny"].values()) == {"skipped"}
+    # A file cut after its first chunk (one of two records) is finished, byte-identical.
+    path = _files(sampled)[TASKS[0]]
+    lines = path.read_bytes().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if b'"kind":"chunk"' in line)
+    path.with_name(path.name + ".partial").write_bytes(b"".join(lines[: cut + 1]))
+    path.unlink()
+    status = evaluation.run(
+        [SPEC], TASKS, str(sampled), _options(design_budget=0.25, design_seed=3)
+    )
+    assert status["tiny"][TASKS[0]] == "resumed"
+    assert {t: p.read_bytes() for t, p in _files(sampled).items()} == before
+
+
+def test_full_and_sampled_runs_do_not_share_a_folder(sampled, tmp_path):
+    with pytest.raises(guards.RunIdentityError, match="design: .*None \\(the full grid\\)"):
+        evaluation.run([SPEC], TASKS, str(sampled), _options())
+    with pytest.raises(guards.RunIdentityError, match="design"):
+        evaluation.run([SPEC], TASKS, str(sampled), _options(design_budget=0.25, design_seed=4))
+    evaluation.run([SPEC], TASKS[:2], str(tmp_path), _options())
+    with pytest.raises(guards.RunIdentityError, match="design: absent there"):
+        evaluation.run([SPEC], TASKS[:2], str(tmp_path), _options(design_budget=0.5))
+    # A full run's headers carry no design (full-grid files are unchanged).
+    header = records.read_records(_files(tmp_path)[TASKS[0]]).header
+    assert "design" not in header["config"] and "grid" not in header
+
+
+@pytest.mark.parametrize("budget", [0, 1.5, True, "0.05"])
+def test_a_bad_budget_is_refused_naming_the_setting(budget):
+    with pytest.raises(ValueError, match="DESIGN_BUDGET"):
+        evaluation.EvalOptions(design_budget=budget)
+    with pytest.raises(ValueError, match="DESIGN_SEED"):
+        evaluation.EvalOptions(design_seed=-1)
+
+
+def test_eval_gin_binds_the_design_macros():
+    text = open("gin_configs/runs/eval.gin").read()
+    assert "DESIGN_BUDGET = None" in text and "design_budget = %DESIGN_BUDGET" in text
+    assert "design_seed = %DESIGN_SEED" in text
+    assert json.dumps(evaluation.EvalOptions().design_budget) == "null"
