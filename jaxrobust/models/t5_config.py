@@ -108,16 +108,6 @@ PRESETS["study-small"] = T5Config(
     num_encoder_layers=2,
     num_decoder_layers=2,
 )
-# Its second edition: wider, pretrained by span corruption before instruction tuning.
-PRESETS["study-base"] = T5Config(
-    vocab_size=1024,
-    emb_dim=128,
-    num_heads=4,
-    head_dim=32,
-    mlp_dim=256,
-    num_encoder_layers=3,
-    num_decoder_layers=2,
-)
 
 
 def get_preset(name: str, **overrides: Any) -> T5Config:
