@@ -98,3 +98,62 @@ def test_eval_gin_binds_the_design_macros():
     assert "DESIGN_BUDGET = None" in text and "design_budget = %DESIGN_BUDGET" in text
     assert "design_seed = %DESIGN_SEED" in text
     assert json.dumps(evaluation.EvalOptions().design_budget) == "null"
+
+
+def test_report_marks_estimates_with_the_design(sampled, tmp_path):
+    """summary.json/md and templates.csv/md carry `prompteval.estimate` on the design's
+    cells (refitted here from the design and the records), labelled estimated with the
+    share, cells and seed, the observed cells' plain means beside them."""
+    import csv
+    import shutil
+
+    from jaxrobust.analysis import prompteval, report
+    from jaxrobust.evaluation import examples as examples_lib
+
+    folder = tmp_path / "copy"
+    shutil.copytree(sampled, folder)
+    out = report.write_report(folder, n_resamples=20, seed=5)
+    mask = design.sample_cells(6, 8, 0.25, 3)
+    tids = sorted(t.rsplit(":", 1)[1] for t in TASKS)  # Name order = the design's rows.
+    ids = sorted(e["example_id"] for e in examples_lib.task_examples(TASKS[0], _options()))
+    order = [e["example_id"] for e in examples_lib.task_examples(TASKS[0], _options())]
+    correct = np.zeros((6, 8), bool)
+    words, plain, gold = [], [], {}
+    for row, tid in enumerate(tids):
+        f = records.read_records(records.records_path(folder, "tiny", f"jr:world_type:qa:{tid}"))
+        for r in f.records:
+            correct[row, ids.index(r["example_id"])] = r["correct"]
+            gold[ids.index(r["example_id"])] = r["gold_index"]
+        words.append("|".join(f.records[0]["options"]))
+        plain.append(np.mean([r["correct"] for r in f.records]))
+    # The design's mask in the report's column order (examples sorted by id).
+    cols = np.array([order.index(i) for i in ids])
+    m = mask[:, cols]
+    x, names = prompteval.template_covariates([""] * 6, words)
+    inter = [i for i, n in enumerate(names) if n.startswith("answer_words=")]
+    g = prompteval.gold_position([gold[c] for c in range(8)])
+    want = prompteval.estimate(m, correct, x, g, inter, seed=5)
+
+    summary = json.loads((out / "summary.json").read_text())
+    (s,) = [s for s in summary["summary"] if s["benchmark"] == "world_type/qa"]
+    e = s["estimated"]
+    assert e["method"] == "prompteval (estimated)" and (e["budget"], e["seed"]) == (0.25, 3)
+    assert (e["share"], e["cells"], e["grid"]) == (0.25, 12, [6, 8])
+    for k in ("mean", "p5", "p25", "p50", "p75", "p95", "spread"):
+        assert e[k] == pytest.approx(want.summary[k], abs=1e-12)
+        assert e["interval"][k] == pytest.approx(list(want.interval[k]), abs=1e-12)
+        assert e["observed_cells"][k] == pytest.approx(prompteval.summarize(plain)[k])
+    rows = list(csv.DictReader(open(out / "templates.csv")))
+    assert [r["template_id"] for r in rows] == tids
+    for i, r in enumerate(rows):
+        assert float(r["score"]) == pytest.approx(plain[i])  # Observed cells' plain mean.
+        assert float(r["estimated"]) == pytest.approx(want.per_template[i], abs=1e-12)
+        assert float(r["estimated_low"]) == pytest.approx(want.per_template_interval[i, 0])
+        assert (r["design_share"], r["design_cells"], r["design_seed"]) == ("0.25", "12", "3")
+    label = "estimated from 25.0% of cells (12 cells), seed 3"
+    md = (out / "summary.md").read_text()
+    assert "## Estimated from a sampled design" in md and label in md
+    assert f"{100 * want.summary['p95']:.1f}" in md.split("## Estimated")[1]
+    tmd = (out / "templates.md").read_text()
+    assert "estimated accuracy (%) [90% interval]" in tmd and tmd.count(label) == 6
+    assert "estimated" not in (out / "summary.csv").read_text()

@@ -74,6 +74,15 @@ class TemplateRow:
     micro_f1: float | None = None  # RE: micro-F1 beside the metric (Ni et al.'s); qa: None.
     protected_cut: float = 0.0  # Share of inputs that did not fit even shortened.
     parent: str = ""  # A format variant's description (group 'variants'); '' otherwise.
+    # A sampled design's records (`EvalOptions.design_budget`): the accuracy over every
+    # example estimated by `prompteval.estimate` and its 90% interval (`score` stays
+    # the plain mean of the observed cells); None for a full run.
+    estimated: float | None = None
+    estimated_low: float | None = None
+    estimated_high: float | None = None
+    design_share: float | None = None  # Share of the grid's cells observed.
+    design_cells: int | None = None  # Cells observed.
+    design_seed: int | None = None  # `EvalOptions.design_seed`.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +156,17 @@ def analyse(
             summaries.append(_summary(model, flat[0].benchmark, flat, outs, n_resamples, seed))
             summaries[-1]["observed_split"] = _observed_split(flat, seen)
             per_dataset += _per_dataset(model, bench, per, by_template, n_resamples, seed)
+        if any("design" in f.header["config"] for t in tids for f in by_template[t]):
+            # Sampled design: over a benchmark of several data sets, their examples pooled.
+            name = summaries[-1]["benchmark"]  # `bench`, or its pooled row
+            est, per_t = _estimated(tids, by_template, seed)
+            summaries[-1]["estimated"] = est
+            rows = [
+                dataclasses.replace(r, **per_t[r.template_id])
+                if r.benchmark == name and r.model == model
+                else r
+                for r in rows
+            ]
         if all(f.pooled_sum is not None for t in tids for f in by_template[t]):
             pooled[(model, bench)] = np.stack(
                 [
@@ -156,6 +176,63 @@ def analyse(
                 ]
             )
     return Analysis(rows, summaries, pooled, _rankings(rows), per_dataset)
+
+
+def _estimated(tids, by_template, seed) -> tuple[dict, dict[str, dict]]:
+    """A sampled design's estimates (`prompteval.estimate`, with the covariates
+    `study.format_grid.check` measures it with: parent description, answer words and
+    their products with the gold option's position) over the grid of `tids` x every
+    (data set, example) some template observed; and the same statistics of the
+    observed cells' plain means (`prompteval.naive`) beside them."""
+    from jaxrobust.analysis import prompteval
+
+    files = [f for t in tids for f in by_template[t]]
+    design = files[0].header["config"]["design"]
+    cols = sorted({(f.header["dataset"], str(r["example_id"])) for f in files for r in f.records})
+    index = {c: i for i, c in enumerate(cols)}
+    mask = np.zeros((len(tids), len(cols)), bool)
+    correct = np.zeros_like(mask)
+    gold: dict[int, set[int]] = {}
+    parents, words = [], []
+    for row, t in enumerate(tids):
+        options = set()
+        for f in by_template[t]:
+            for r in f.records:
+                col = index[(f.header["dataset"], str(r["example_id"]))]
+                mask[row, col], correct[row, col] = True, bool(r["correct"])
+                gold.setdefault(col, set()).add(int(r["gold_index"]))
+                options.add("|".join(r["options"]))
+        parents.append(by_template[t][0].header.get("parent", ""))
+        words.append(options.pop() if len(options) == 1 else "")
+    x, names = prompteval.template_covariates(parents, words)
+    same_gold = all(len(g) == 1 for g in gold.values())
+    g = prompteval.gold_position([min(gold[c]) for c in range(len(cols))]) if same_gold else None
+    inter = [i for i, n in enumerate(names) if n.startswith("answer_words=")]
+    est = prompteval.estimate(mask, correct, x, g, inter, seed=seed)
+    plain = prompteval.naive(mask, correct)
+    share, cells = float(mask.mean()), int(mask.sum())
+    label = {"design_share": share, "design_cells": cells, "design_seed": design["seed"]}
+    out = {
+        "method": "prompteval (estimated)",
+        "budget": design["budget"],
+        "seed": design["seed"],
+        "share": share,
+        "cells": cells,
+        "grid": [len(tids), len(cols)],
+        **{k: est.summary[k] for k in est.summary},
+        "interval": {k: list(v) for k, v in est.interval.items()},
+        "observed_cells": plain.summary,
+    }
+    per_t = {
+        t: {
+            "estimated": float(est.per_template[i]),
+            "estimated_low": float(est.per_template_interval[i, 0]),
+            "estimated_high": float(est.per_template_interval[i, 1]),
+            **label,
+        }
+        for i, t in enumerate(tids)
+    }
+    return out, per_t
 
 
 def _per_dataset(model, bench, per, by_template, n_resamples, seed) -> list[dict]:
@@ -280,6 +357,7 @@ def _observed_split(per: list[TemplateRow], seen: list[bool]) -> dict | None:
 
 # Summary entries that are dicts: in summary.json and summary.md, not in summary.csv.
 _NESTED = ("representation", "observed_split", "alignment", "observed_incorrect", "variants")
+_NESTED += ("estimated",)  # A sampled design's estimates: summary.md / .json.
 # A record file's `record_pooled` setting -> the representation its states are.
 STATES = {True: "encoder_mean", "decoder_first": "decoder_first_step"}
 # Roles of a training run's templates (`training.data.TemplateSplit`).
@@ -417,6 +495,7 @@ def summary_markdown(
     )
     text += _observed_split_markdown(summaries, model_order) + _alignment_markdown(summaries)
     text += _incorrect_markdown(summaries) + _variants_markdown(summaries)
+    text += _estimated_markdown(summaries)
     text += _spread_markdown(summaries, model_order) + _rankings_markdown(rankings)
     return text + _truncation_markdown(summaries, model_order)
 
@@ -669,8 +748,58 @@ def _rankings_markdown(rankings: list[dict]) -> str:
     )
 
 
+_ESTIMATED = tuple(f.name for f in dataclasses.fields(TemplateRow) if f.name[:3] in ("est", "des"))
+
+
+def _design_label(share: float, cells: int, seed: int) -> str:
+    return f"estimated from {100 * share:.1f}% of cells ({cells} cells), seed {seed}"
+
+
+def _estimated_markdown(summaries: list[dict]) -> str:
+    rows = [s for s in summaries if s.get("estimated")]
+    if not rows:
+        return ""
+    body = []
+    for s in rows:
+        e = s["estimated"]
+        label = _design_label(e["share"], e["cells"], e["seed"])
+        for k in ("mean", "p5", "p25", "p50", "p75", "p95", "spread"):
+            low, high = e["interval"][k]
+            body.append(
+                [
+                    s["model"],
+                    s["benchmark"],
+                    label,
+                    k,
+                    f"{_pct(e[k])} [{100 * low:.1f}, {100 * high:.1f}]",
+                    _pct(e["observed_cells"][k]),
+                ]
+            )
+    return (
+        "\n## Estimated from a sampled design\n\n"
+        "These records score a sampled share of the template x example grid "
+        "(`EvalOptions.design_budget`). Accuracy over templates (mean, percentiles, spread "
+        "= p95 - p5) is **estimated** by `jaxrobust.analysis.prompteval` (a logistic model "
+        "of template and example effects predicts the cells left out), with 90% intervals; "
+        "beside it the same statistics of each template's plain mean over its observed "
+        "cells. The tables above score observed cells only.\n\n"
+        + _md(
+            [
+                "model",
+                "benchmark",
+                "design",
+                "statistic",
+                "estimated accuracy (%) [90% interval]",
+                "observed cells' mean (%)",
+            ],
+            body,
+        )
+    )
+
+
 def templates_markdown(rows: list[TemplateRow]) -> str:
-    """One line per (model, benchmark, template)."""
+    """One line per (model, benchmark, template); a sampled design's rows add the
+    estimated accuracy over every example, its 90% interval and the design."""
     header = ["model", "benchmark", "template", "provenance", "group", "score (%)", "n"]
     body = [
         [
@@ -686,7 +815,16 @@ def templates_markdown(rows: list[TemplateRow]) -> str:
         ]
         for r in rows
     ]
-    return _md(header + ["truncated (%)", "protected cut (%)"], body)
+    header += ["truncated (%)", "protected cut (%)"]
+    if any(r.estimated is not None for r in rows):
+        header += ["estimated accuracy (%) [90% interval]", "design"]
+        for line, r in zip(body, rows, strict=True):
+            if r.estimated is None:
+                line += ["–", "full grid"]
+                continue
+            est = f"{_pct(r.estimated)} [{100 * r.estimated_low:.1f}, {100 * r.estimated_high:.1f}]"
+            line += [est, _design_label(r.design_share, r.design_cells, r.design_seed)]
+    return _md(header, body)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -783,6 +921,8 @@ def write_report(
     trows = [dataclasses.asdict(r) for r in rows]
     if not any(r.parent for r in rows):  # the parent column only where format variants ran
         trows = [{k: v for k, v in r.items() if k != "parent"} for r in trows]
+    if not any(r.estimated is not None for r in rows):  # estimates only for sampled designs
+        trows = [{k: v for k, v in r.items() if k not in _ESTIMATED} for r in trows]
     tables = {
         "summary.md": summary_markdown(summaries, order, result.rankings)
         + _per_dataset_markdown(result.per_dataset, order),
