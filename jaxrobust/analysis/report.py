@@ -25,6 +25,10 @@ score, with micro-F1 beside it (``micro_f1_*`` in summary.csv/.json). Where
 inputs were shortened, summary.md's "Truncated inputs" table (and the CSV/JSON)
 give the shares and the gap on the examples no template shortened.
 * ``plots/``: `plots.py`'s figures.
+* Records of a sampled design (`EvalOptions.design_budget`) score a share of the
+  grid: summary.md's "Estimated from a sampled design" (summary.json ``estimated``)
+  and templates.md/.csv's estimated columns give `prompteval.estimate`'s figures,
+  labelled with the share of cells, their number and the seed (`_estimated`).
 
 Benchmarks, metrics and groups are `scoring.py`'s. A benchmark of several data
 sets (``mmlu/qa``, ``bigbench_lite/qa``) is scored per template as the macro

@@ -15,6 +15,9 @@ Each record file is brought to completion by `resume.evaluate_file`, which
 skips, resumes, recomputes or refuses it (see there); `options.file_header` is
 what a file's header records about the run.
 
+A sampled design (`EvalOptions.design_budget`) scores only the cells
+`sampled_design` draws: each file then holds its template's sampled examples.
+
 Before anything is loaded or written, `run` checks what it can: the options
 (`EvalOptions`), the batch size against the mesh, that every task has
 examples, the output folder's lock (one run at a time, `guards.writer_lock`)
