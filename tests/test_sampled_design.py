@@ -94,10 +94,21 @@ def test_a_bad_budget_is_refused_naming_the_setting(budget):
 
 
 def test_eval_gin_binds_the_design_macros():
-    text = open("gin_configs/runs/eval.gin").read()
-    assert "DESIGN_BUDGET = None" in text and "design_budget = %DESIGN_BUDGET" in text
-    assert "design_seed = %DESIGN_SEED" in text
-    assert json.dumps(evaluation.EvalOptions().design_budget) == "null"
+    import gin
+
+    gin.clear_config()
+    try:
+        files = ["gin_configs/runs/eval.gin", "gin_configs/tiny.gin"]
+        required = ["MIXTURES = []", "OUTPUT_DIR = '/out'"]
+        gin.parse_config_files_and_bindings(files, required, skip_unknown=False)
+        assert gin.get_configurable(evaluation.EvalOptions)().design_budget is None
+        binds = [*required, "DESIGN_BUDGET = 0.05", "DESIGN_SEED = 7"]
+        gin.clear_config()
+        gin.parse_config_files_and_bindings(files, binds, skip_unknown=False)
+        options = gin.get_configurable(evaluation.EvalOptions)()
+    finally:
+        gin.clear_config()
+    assert (options.design_budget, options.design_seed) == (0.05, 7)
 
 
 def test_report_marks_estimates_with_the_design(sampled, tmp_path):
