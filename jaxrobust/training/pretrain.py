@@ -152,7 +152,7 @@ def pretrain(
     """
     from jaxrobust.training.trainer import _Checkpoints
 
-    work = pathlib.Path(workdir).absolute()
+    work = files.path(workdir)  # a gs:// workdir stays gs:// (storage.files)
     work.mkdir(parents=True, exist_ok=True)
     done = work / "metrics.json"
     if done.exists():
