@@ -70,7 +70,10 @@ def test_study_end_to_end_resumes_and_repeats(tmp_path, capsys):
     tune_settings = json.loads((a / "tune" / "train_settings.json").read_text())
     assert tune_settings["model"]["checkpoint"] == str(a / "pretrain" / "hf_model")
     timings = json.loads((a / "timings.json").read_text())
-    assert set(pipeline.STAGES) <= set(timings) and 0 < timings["peak_rss_mb"] < 3000
+    # peak_rss_mb is the process's peak (ru_maxrss): here the test worker's, which holds
+    # whatever earlier tests in the worker used, so only its presence is checked; the
+    # study's own peak is measured on the command (README, "Time and memory").
+    assert set(pipeline.STAGES) <= set(timings) and timings["peak_rss_mb"] > 0
 
     # Held-out and dev templates were never trained on; tuning saw the observed ones only.
     stages = ("tune", "pt", "pt_kl", "ft", "ft_kl")
