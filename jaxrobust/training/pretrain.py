@@ -38,6 +38,7 @@ from jaxrobust import evaluation, inference
 from jaxrobust.evaluation import guards
 from jaxrobust.parallel import distributed, partitioning
 from jaxrobust.storage import files
+from jaxrobust.training import checkpointing
 from jaxrobust.training.loss import losses
 from jaxrobust.training.optimizer import make_optimizer, trainable_mask
 from jaxrobust.training.options import LossOptions, TrainOptions
@@ -150,8 +151,6 @@ def pretrain(
     Returns:
       The contents of ``metrics.json`` (final step, loss, and the share of targets predicted whole).
     """
-    from jaxrobust.training.trainer import _Checkpoints
-
     work = files.path(workdir)  # a gs:// workdir stays gs:// (storage.files)
     work.mkdir(parents=True, exist_ok=True)
     done = work / "metrics.json"
@@ -233,7 +232,7 @@ def pretrain(
         )
 
         # ----------------------------------------------------- restore, loop
-        ckpts = _Checkpoints(work / "checkpoints", 2, mask)
+        ckpts = checkpointing.Checkpoints(work / "checkpoints", 2, mask)
         state = ckpts.restore_latest(state)
         step = int(state["step"])
         start, start_step, metrics = time.monotonic(), step, {}
