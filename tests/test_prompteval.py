@@ -79,6 +79,26 @@ def test_naive_is_plain_averages_and_a_full_grid_is_exact():
         prompteval.naive(np.array([[1, 1], [0, 0]], bool), np.ones((2, 2), bool))
 
 
+def test_point_estimates_are_posterior_means_or_the_map_plug_in():
+    correct = _toy(3)
+    mask = design.sample_cells(*correct.shape, 0.3, seed=2)
+    post = prompteval.estimate(mask, correct, draws=50, seed=1, template_sd=1.0, example_sd=1.0)
+    plug = prompteval.estimate(
+        mask, correct, draws=50, seed=1, point="map", template_sd=1.0, example_sd=1.0
+    )
+    f = prompteval.fit(mask, correct, template_sd=1.0, example_sd=1.0)
+    p = 1 / (1 + np.exp(-(f.mu + f.a[:, None] + f.b[None])))
+    want = ((correct & mask).sum(axis=1) + np.where(mask, 0, p).sum(axis=1)) / mask.shape[1]
+    np.testing.assert_allclose(plug.per_template, want)
+    assert plug.summary == pytest.approx(prompteval.summarize(want))
+    # The posterior means differ from the plug-in (pulled towards 1/2), the mean is linear.
+    assert not np.allclose(post.per_template, plug.per_template)
+    assert post.summary["mean"] == pytest.approx(post.per_template.mean())
+    assert post.summary["spread"] == pytest.approx(post.summary["p95"] - post.summary["p5"])
+    with pytest.raises(ValueError, match="expected 'posterior' or 'map'"):
+        prompteval.estimate(mask, correct, point="mode")
+
+
 def test_template_covariates_from_answer_words_parents_and_rules():
     x, names = prompteval.template_covariates(
         ["", "f1", "f1"], ["A|B", "", "1|2"], rules=[(), ("casing=1",), ()]
@@ -102,6 +122,11 @@ def test_the_committed_grid_is_real_and_spread():
     # README: 104 templates (14 bank, 2 x 45 variants); 18.5 to 56.5%; top four variants.
     assert acc.min() == 18.5 and acc.max() == 56.5 and g.correct.shape == (104, 200)
     assert sorted(acc[[bool(p) for p in g.parents]])[-4:] == [55.5, 55.5, 56.0, 56.5]
+    # README: 56 variants answer with the option text, 49.5 to 56.5%; the best (113 of 200)
+    # one example above the next and two above four more.
+    text = [i for i, p in enumerate(g.parents) if p and not g.answer_words[i]]
+    assert len(text) == 56 and acc[text].min() == 49.5 and acc[text].max() == 56.5
+    assert sorted(acc[text])[-6:] == [55.5] * 4 + [56.0, 56.5]
     assert len(set(g.example_ids)) == g.correct.shape[1]
 
 
@@ -114,16 +139,30 @@ def test_readme_measurements_on_the_committed_grid(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["grid"] == [104, 200] and out["cells"] == 1040
     assert out["truth"]["spread"] == pytest.approx(36.43)
-    pe, naive = out["prompteval"], out["naive"]
-    assert pe["p5"] <= 5.0 and pe["p95"] <= 5.0
+    pe, plug, naive = out["prompteval"], out["prompteval_map"], out["naive"]
+    # README: posterior means 1.52 / 4.49 / 3.40 meet every target and beat the naive
+    # estimate (2.06 / 9.0 / 24.58); the MAP plug-in misses the mean (2.02).
+    assert pe["mean"] <= 2.0 and pe["p5"] <= 5.0 and pe["p95"] <= 5.0
     assert all(pe[k] < naive[k] for k in ("mean", "p5", "p95"))
-    # As README says: the mean misses the 2-point target by a hair.
-    assert pe["mean"] == pytest.approx(2.02, abs=0.03) and naive["mean"] == pytest.approx(2.06)
-    assert naive["p5"] == pytest.approx(9.0) and naive["p95"] == pytest.approx(24.58)
-    ts, uniform = out["search"]["thompson"], out["search"]["uniform"]
-    assert ts["worst_in_top3"] >= 15 and ts["worst_in_top3"] > uniform["worst_in_top3"]
-    # The best format is not found: the top four lie within 1 point (2 of 200 examples).
-    assert ts["best_in_top3"] == 1 and uniform["best_in_top3"] == 3
+    assert pe == pytest.approx({"mean": 1.52, "p5": 4.49, "p95": 3.4}, abs=0.03)
+    assert plug == pytest.approx({"mean": 2.02, "p5": 4.41, "p95": 3.16}, abs=0.03)
+    assert naive == pytest.approx({"mean": 2.06, "p5": 9.0, "p95": 24.58})
+    search = out["search"]
+    assert search["formats"] == 90 and search["examples"] == 200
+    rows = {r["share"]: r for r in search["budgets"]}
+    assert [r["evaluations"] for r in rows.values()] == [1800, 4500, 9000, 13500]
+    hits = {
+        share: (r["thompson"]["best_in_top3"], r["uniform"]["best_in_top3"])
+        for share, r in rows.items()
+    }
+    assert hits == {0.1: (4, 2), 0.25: (4, 5), 0.5: (8, 3), 0.75: (15, 9)}
+    worst = [(r["thompson"]["worst_in_top3"], r["uniform"]["worst_in_top3"]) for r in rows.values()]
+    assert worst == [(20, 18), (20, 20), (20, 20), (20, 20)]
+    # The stated budget: 75% of the variants' grid, both found in 15 of 20 seeds (uniform 9).
+    assert search["stated"] == 0.75
+    assert rows[0.75]["thompson"]["both"] == 15 and rows[0.75]["uniform"]["both"] == 9
+    assert rows[0.75]["thompson"]["best_shortfall"] == pytest.approx(0.45)
+    assert rows[0.75]["uniform"]["best_shortfall"] == pytest.approx(1.5)
 
 
 # ---------------------------------------------------------------- the bandit
@@ -133,11 +172,54 @@ def test_thompson_search_on_a_hand_grid():
     rng = np.random.default_rng(0)
     acc = np.array([0.1, 0.5, 0.5, 0.5, 0.9, 0.5])
     correct = rng.random((6, 400)) < acc[:, None]
-    r = format_search.search(format_search.grid_evaluator(correct, 0), 6, 300, seed=0)
+    sizes = [400] * 6
+    r = format_search.search(format_search.grid_evaluator(correct, 0), sizes, 300, seed=0)
     assert r.best[0] == 4 and r.worst[0] == 0 and r.spent == 300 == r.pulls.sum()
     assert r.pulls[4] > r.pulls[1] and r.pulls[0] > r.pulls[2]
     assert format_search.found(r, correct) == (True, True)
-    u = format_search.uniform(format_search.grid_evaluator(correct, 0), 6, 300)
+    u = format_search.uniform(format_search.grid_evaluator(correct, 0), sizes, 300)
     assert (u.pulls == 50).all()
-    with pytest.raises(ValueError, match="at least 2 x 6 formats"):
-        format_search.search(format_search.grid_evaluator(correct, 0), 6, 11)
+    with pytest.raises(ValueError, match="at least 6 "):
+        format_search.search(format_search.grid_evaluator(correct, 0), sizes, 5)
+    with pytest.raises(ValueError, match="one positive integer per format"):
+        format_search.search(format_search.grid_evaluator(correct, 0), [400, 0], 5)
+
+
+def test_search_never_evaluates_an_example_twice_and_knows_exhausted_formats():
+    rng = np.random.default_rng(1)
+    correct = rng.random((5, 12)) < np.array([0.2, 0.4, 0.5, 0.6, 0.8])[:, None]
+    # Pools of different sizes: format k is scored on its first sizes[k] examples.
+    sizes = [12, 3, 12, 7, 12]
+    seen = {}
+    inner = format_search.grid_evaluator(correct, 2)
+
+    def evaluate(k, n):
+        assert n < sizes[k] and (k, n) not in seen
+        seen[k, n] = inner(k, n)
+        return seen[k, n]
+
+    r = format_search.search(evaluate, sizes, 10_000, seed=3)
+    # Every cell of every pool once, then the search stops: each accuracy is known.
+    assert r.spent == sum(sizes) == len(seen) and list(r.pulls) == sizes
+    exact = [sum(seen[k, n] for n in range(sizes[k])) / sizes[k] for k in range(5)]
+    assert r.best == sorted(range(5), key=lambda k: -exact[k])
+    assert r.spread == pytest.approx(max(exact) - min(exact))
+    u = format_search.uniform(format_search.grid_evaluator(correct, 2), sizes, 10_000)
+    assert list(u.pulls) == sizes and u.spent == sum(sizes)
+    with pytest.raises(
+        ValueError, match=r"format 1: evaluation 12 asked for, expected 0 <= n < 12"
+    ):
+        inner(1, 12)
+
+
+def test_finite_population_posterior_by_hand():
+    # 3 correct of 4 evaluated, 10 in the pool: the 6 left have expected 6 x 4/6 correct
+    # under Beta(4, 2), so the pool accuracy's posterior mean is (3 + 4) / 10.
+    wins, pulls, sizes = np.array([3.0, 2.0]), np.array([4.0, 5.0]), np.array([10.0, 5.0])
+    np.testing.assert_allclose(format_search._posterior_mean(wins, pulls, sizes), [0.7, 0.4])
+    draws = np.array(
+        [format_search._draw(np.random.default_rng(s), wins, pulls, sizes) for s in range(4000)]
+    )
+    assert (draws[:, 1] == 0.4).all()  # exhausted: its exact accuracy, every draw
+    assert set(np.round(draws[:, 0] * 10, 9)) <= set(range(3, 10))  # 3 + 0..6 of 10
+    assert draws[:, 0].mean() == pytest.approx(0.7, abs=0.01)

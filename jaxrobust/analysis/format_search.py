@@ -9,12 +9,22 @@ each, and ranks the formats by posterior mean; `uniform` spends the same
 budget evenly (round robin) for comparison. An evaluation is a callable
 ``(format index, draw number) -> correct`` so the same search runs on a live
 model or on a grid computed before (`grid_evaluator`).
+
+A format is scored on a finite pool of examples (the task's test split), and
+its accuracy on that pool is what the full grid measures, so the search works
+on the pool: it never evaluates an example twice for one format (the n-th
+evaluation of format k is its n-th example, n < its pool size), and its
+posterior is the finite-population one: after ``w`` correct of ``n`` evaluated
+of ``N`` examples the pool accuracy is ``(w + Y) / N`` with ``Y`` the correct
+among the ``N - n`` left, ``Y ~ Binomial(N - n, p)``, ``p ~ Beta(1 + w, 1 + n - w)``
+(beta-binomial). A format evaluated on its whole pool is exhausted: its accuracy
+is known exactly (every draw is it), and no evaluation is spent on it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,10 +36,11 @@ class SearchResult:
     """What a budgeted search found.
 
     Attributes:
-      best: format indices, best first (by posterior mean of the best-search).
-      worst: format indices, worst first (of the worst-search).
+      best: format indices, best first (by posterior mean of the pool accuracy).
+      worst: format indices, worst first.
       pulls: evaluations spent on each format [K] (both searches).
-      spent: evaluations spent in all.
+      spent: evaluations spent in all (less than the budget only when every format
+        is exhausted).
       spread: posterior mean of the best found minus that of the worst found.
     """
 
@@ -42,83 +53,119 @@ class SearchResult:
 
 def grid_evaluator(correct: np.ndarray, seed: int) -> Evaluate:
     """Evaluations read from a full grid [K, E]: format k's n-th evaluation is its n-th
-    example in a seeded permutation (no example twice until all are used)."""
+    example in a seeded permutation of the E examples (n < E).
+
+    Raises (when called):
+      ValueError: an evaluation beyond the format's E examples.
+    """
     correct = np.asarray(correct, bool)
+    n_examples = correct.shape[1]
     rng = np.random.default_rng(seed)
-    orders = [rng.permutation(correct.shape[1]) for _ in range(correct.shape[0])]
+    orders = [rng.permutation(n_examples) for _ in range(correct.shape[0])]
 
     def evaluate(k: int, n: int) -> bool:
-        return bool(correct[k, orders[k][n % correct.shape[1]]])
+        if not 0 <= n < n_examples:
+            raise ValueError(
+                f"format {k}: evaluation {n} asked for, expected 0 <= n < {n_examples} "
+                "(its examples; none is evaluated twice)"
+            )
+        return bool(correct[k, orders[k][n]])
 
     return evaluate
 
 
-def _thompson(evaluate, n_formats, budget, rng, sign, pulls, wins):
-    for _ in range(budget):
-        theta = rng.beta(1 + wins, 1 + pulls - wins)
-        k = int(np.argmax(sign * theta))
-        wins[k] += evaluate(k, int(pulls[k]))
-        pulls[k] += 1
-
-
-def search(evaluate: Evaluate, n_formats: int, budget: int, *, seed: int = 0) -> SearchResult:
-    """Thompson sampling for the best and the worst format, `budget` evaluations in all.
-
-    Each search first evaluates every format once, then spends the rest of its
-    half by Thompson sampling; both searches share one record of outcomes per
-    format (a format's n-th evaluation is the same example in both).
-
-    Raises:
-      ValueError: the budget does not cover every format once per search.
-    """
-    if budget < 2 * n_formats:
+def _sizes(n_examples: Sequence[int]) -> np.ndarray:
+    sizes = np.asarray(n_examples)
+    if sizes.ndim != 1 or sizes.size == 0 or sizes.min() < 1:
         raise ValueError(
-            f"search budget {budget}: expected at least 2 x {n_formats} formats (one "
-            "evaluation of each format per search)"
+            f"n_examples {list(sizes.ravel()[:5])}...: expected each format's number of "
+            "examples, one positive integer per format"
         )
-    rng = np.random.default_rng(seed)
-    pulls = np.zeros(n_formats)
-    wins = np.zeros(n_formats)
-    results = {}
-    for sign, half in ((1, budget // 2), (-1, budget - budget // 2)):
-        p, w = np.zeros(n_formats), np.zeros(n_formats)
-        for k in range(n_formats):
-            w[k] += evaluate(k, 0)
-            p[k] += 1
-        _thompson(evaluate, n_formats, half - n_formats, rng, sign, p, w)
-        mean = (1 + w) / (2 + p)
-        results[sign] = (np.argsort(-sign * mean, kind="stable"), mean)
-        pulls += p
-        wins += w
-    best, best_mean = results[1]
-    worst, worst_mean = results[-1]
-    return SearchResult(
-        [int(k) for k in best],
-        [int(k) for k in worst],
-        pulls,
-        int(pulls.sum()),
-        float(best_mean[best[0]] - worst_mean[worst[0]]),
-    )
+    return sizes.astype(float)
 
 
-def uniform(evaluate: Evaluate, n_formats: int, budget: int) -> SearchResult:
-    """The same budget spent round robin over the formats, ranked by posterior mean."""
-    pulls = np.zeros(n_formats)
-    wins = np.zeros(n_formats)
-    for i in range(budget):
-        k = i % n_formats
-        wins[k] += evaluate(k, int(pulls[k]))
-        pulls[k] += 1
-    mean = (1 + wins) / (2 + pulls)
+def _draw(rng, wins, pulls, sizes):
+    """One draw of every format's pool accuracy (exact for an exhausted format)."""
+    p = rng.beta(1 + wins, 1 + pulls - wins)
+    return (wins + rng.binomial((sizes - pulls).astype(np.int64), p)) / sizes
+
+
+def _posterior_mean(wins, pulls, sizes):
+    return (wins + (sizes - pulls) * (1 + wins) / (2 + pulls)) / sizes
+
+
+def _result(wins, pulls, sizes) -> SearchResult:
+    mean = _posterior_mean(wins, pulls, sizes)
     best = np.argsort(-mean, kind="stable")
     worst = np.argsort(mean, kind="stable")
     return SearchResult(
         [int(k) for k in best],
         [int(k) for k in worst],
         pulls,
-        budget,
+        int(pulls.sum()),
         float(mean[best[0]] - mean[worst[0]]),
     )
+
+
+def search(
+    evaluate: Evaluate, n_examples: Sequence[int], budget: int, *, seed: int = 0
+) -> SearchResult:
+    """Thompson sampling for the best and the worst format, `budget` evaluations in all.
+
+    Every format is evaluated once first; then the two searches take turns, one
+    evaluation each (half the budget each): the best-search evaluates the format
+    whose draw is highest, the worst-search the one whose draw is lowest, among
+    the formats not exhausted. They share one record of outcomes, so a cell is
+    evaluated at most once: what one search learnt the other knows for free
+    (evaluating it again would spend budget and teach nothing).
+
+    Args:
+      evaluate: ``(format, n) -> correct``, format's n-th example (`grid_evaluator`).
+      n_examples: each format's number of examples (its pool).
+      budget: evaluations in all; the search stops early when every format is exhausted.
+      seed: seeds the posterior draws.
+
+    Raises:
+      ValueError: the budget does not cover every format once.
+    """
+    sizes = _sizes(n_examples)
+    n_formats = len(sizes)
+    if budget < n_formats:
+        raise ValueError(
+            f"search budget {budget}: expected at least {n_formats} (one evaluation of each format)"
+        )
+    rng = np.random.default_rng(seed)
+    pulls = np.zeros(n_formats)
+    wins = np.zeros(n_formats)
+    for k in range(n_formats):
+        wins[k] += evaluate(k, 0)
+        pulls[k] += 1
+    for step in range(budget - n_formats):
+        open_ = pulls < sizes
+        if not open_.any():
+            break
+        sign = 1 if step % 2 == 0 else -1  # the best-search, then the worst-search
+        theta = _draw(rng, wins, pulls, sizes)
+        k = int(np.argmax(np.where(open_, sign * theta, -np.inf)))
+        wins[k] += evaluate(k, int(pulls[k]))
+        pulls[k] += 1
+    return _result(wins, pulls, sizes)
+
+
+def uniform(evaluate: Evaluate, n_examples: Sequence[int], budget: int) -> SearchResult:
+    """The same budget spent round robin over the formats not exhausted, ranked by
+    posterior mean (the same finite-population posterior as `search`)."""
+    sizes = _sizes(n_examples)
+    pulls = np.zeros(len(sizes))
+    wins = np.zeros(len(sizes))
+    k = 0
+    for _ in range(min(budget, int(sizes.sum()))):
+        while pulls[k] >= sizes[k]:
+            k = (k + 1) % len(sizes)
+        wins[k] += evaluate(k, int(pulls[k]))
+        pulls[k] += 1
+        k = (k + 1) % len(sizes)
+    return _result(wins, pulls, sizes)
 
 
 def found(result: SearchResult, correct: np.ndarray, top: int = 3) -> tuple[bool, bool]:

@@ -10,14 +10,17 @@ the answer words or which format rules a variant applied, `template_covariates`)
 and an example effect
 ``b_e`` (its difficulty), each with a zero-mean Gaussian prior (an L2 penalty;
 ``mu`` is free). The maximum a posteriori fit on the sampled cells
-(`jaxrobust.evaluation.design`) predicts every cell left out; a template's
-estimated accuracy is its observed correct cells plus the predicted
+(`jaxrobust.evaluation.design`) and the Laplace approximation of the
+posterior around it predict every cell left out: under one draw of the
+parameters a template's accuracy is its observed correct cells plus the
 probabilities of the rest, over all examples. `estimate` returns per-template
 accuracy, the mean across templates, the 5/25/50/75/95th percentiles and the
-spread (95th - 5th), each with a 90% interval from draws of the Laplace
-approximation of the posterior (parameters) and of the unobserved cells
-(Bernoulli). `naive` is the baseline at the same budget: each template's plain
-average of its sampled cells.
+spread (95th - 5th), each the posterior mean of that statistic over parameter
+draws (its Bayes estimate under squared error; ``point="map"`` gives the
+plug-in of the MAP parameters instead, which is biased: the sigmoid of the
+most probable logit is not the expected probability), with a 90% interval from
+draws of the parameters and of the unobserved cells (Bernoulli). `naive` is the
+baseline at the same budget: each template's plain average of its sampled cells.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ class Estimate:
 
     Attributes:
       per_template: estimated accuracy of each template [T].
-      summary: 'mean', 'p5', 'p25', 'p50', 'p75', 'p95', 'spread' (p95 - p5).
+      summary: 'mean', 'p5', 'p25', 'p50', 'p75', 'p95', 'spread' (p95 - p5); for
+        'prompteval' each the posterior mean of that statistic, so a percentile need
+        not equal the percentile of `per_template` (the posterior means).
       interval: the same keys -> (low, high), a 90% interval ({} for `naive`).
       per_template_interval: [T, 2] 90% intervals (None for `naive`).
       budget: share of the grid observed.
@@ -286,6 +291,7 @@ def estimate(
     *,
     draws: int = 200,
     seed: int = 0,
+    point: str = "posterior",
     **priors: float,
 ) -> Estimate:
     """Per-template accuracy and its distribution across templates from the observed cells.
@@ -297,12 +303,17 @@ def estimate(
       example_covariates: optional [E, D] example covariates (`gold_position`),
         which act through their products with `covariates` (columns
         `interacting`, default all).
-      draws: posterior draws for the intervals.
-      seed: seeds the draws (the point estimates do not depend on it).
+      draws: posterior draws for the point estimates and the intervals.
+      seed: seeds the draws.
+      point: 'posterior' (each statistic's posterior mean over the parameter draws,
+        from the cells' expected probabilities) or 'map' (the statistics of the
+        MAP fit's plug-in probabilities; they do not depend on the draws).
       priors: ``template_sd``, ``example_sd``, ``covariate_sd`` for `fit`; none
         given: `empirical_priors` chooses the first two.
     """
     mask, correct = np.asarray(mask, bool), np.asarray(correct, bool)
+    if point not in ("posterior", "map"):
+        raise ValueError(f"estimate point {point!r}: expected 'posterior' or 'map'")
     if not priors:
         priors = empirical_priors(mask, correct, covariates, example_covariates, interacting)
     f = fit(mask, correct, covariates, example_covariates, interacting, **priors)
@@ -316,15 +327,22 @@ def estimate(
     rng = np.random.default_rng(seed)
     samples = theta + rng.standard_normal((draws, theta.size)) @ f.chol.T
     per_draws = np.empty((draws, n_t))
+    expected = np.empty((draws, n_t))
     for s in range(draws):
         p = _probabilities(samples[s], x, xi, g)
+        expected[s] = (observed + np.where(mask, 0.0, p).sum(axis=1)) / n_e
         cells = rng.random(p.shape) < p
         per_draws[s] = (observed + (cells & ~mask).sum(axis=1)) / n_e
+    if point == "posterior":
+        per = expected.mean(axis=0)
+        summary = {k: float(v.mean()) for k, v in _summaries(expected).items()}
+    else:
+        summary = summarize(per)
     sums = _summaries(per_draws)
     interval = {
         k: (float(np.percentile(v, 5)), float(np.percentile(v, 95))) for k, v in sums.items()
     }
     per_interval = np.percentile(per_draws, [5, 95], axis=0).T
     return Estimate(
-        per, summarize(per), interval, per_interval, mask.mean(), int(mask.sum()), "prompteval"
+        per, summary, interval, per_interval, mask.mean(), int(mask.sum()), "prompteval"
     )

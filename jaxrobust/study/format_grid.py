@@ -141,13 +141,23 @@ def grid_from_records(folder, model: str, task_prefix: str) -> Grid:
     )
 
 
-def check(grid: Grid, *, seeds: int = 20, budget: float = 0.05, search_budget: int = 2000):
+def check(
+    grid: Grid,
+    *,
+    seeds: int = 20,
+    budget: float = 0.05,
+    search_shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75),
+):
     """The README's measurements on a grid: over `seeds` seeded designs at `budget`, the
     90th percentile of |estimate - truth| (points) of the mean, 5th and 95th
-    percentile across templates, PromptEval-style and naive; and, over the grid's
-    format variants, how often Thompson sampling and uniform allocation of
-    `search_budget` evaluations put the true best / worst format in their top 3, and
-    the mean shortfall (points) of their top pick from the true best / worst."""
+    percentile across templates, PromptEval-style (posterior means, and the MAP
+    plug-in) and naive; and, over the grid's format variants, for each share of
+    their grid in `search_shares` spent as a search budget, how often Thompson
+    sampling and uniform allocation put the true best / worst format (and both) in
+    their top 3 over `seeds` seeds, the mean shortfall (points) of their top pick
+    from the true best / worst, and the stated budget: the smallest share at which
+    Thompson sampling finds both in at least 3/4 of the seeds and more often than
+    uniform (None if none)."""
     from jaxrobust.analysis import format_search, prompteval
     from jaxrobust.evaluation import design
 
@@ -156,11 +166,18 @@ def check(grid: Grid, *, seeds: int = 20, budget: float = 0.05, search_budget: i
     words = [i for i, n in enumerate(names) if n.startswith("answer_words=")]
     gold = prompteval.gold_position(grid.gold_index)
     keys = ("mean", "p5", "p95")
-    errors = {"prompteval": [], "naive": []}
+    errors = {"prompteval": [], "prompteval_map": [], "naive": []}
     for seed in range(seeds):
         mask = design.sample_cells(*grid.correct.shape, budget, seed)
-        est = prompteval.estimate(mask, grid.correct, x, gold, words, draws=10, seed=seed)
-        for name, e in (("prompteval", est), ("naive", prompteval.naive(mask, grid.correct))):
+        priors = prompteval.empirical_priors(mask, grid.correct, x, gold, words)
+        ests = {
+            name: prompteval.estimate(
+                mask, grid.correct, x, gold, words, seed=seed, point=point, **priors
+            )
+            for name, point in (("prompteval", "posterior"), ("prompteval_map", "map"))
+        }
+        ests["naive"] = prompteval.naive(mask, grid.correct)
+        for name, e in ests.items():
             errors[name].append([abs(e.summary[k] - truth[k]) * 100 for k in keys])
     out = {
         "grid": list(grid.correct.shape),
@@ -173,23 +190,43 @@ def check(grid: Grid, *, seeds: int = 20, budget: float = 0.05, search_budget: i
         out[name] = {k: round(float(v), 2) for k, v in zip(keys, p90, strict=True)}
     variants = grid.correct[[i for i, p in enumerate(grid.parents) if p]]
     acc = variants.mean(axis=1)
-    search = {"formats": len(variants), "budget": search_budget}
-    for arm in ("thompson", "uniform"):
-        hits, regret = np.zeros(2, int), np.zeros(2)
-        for seed in range(seeds):
-            evaluate = format_search.grid_evaluator(variants, seed)
-            if arm == "thompson":
-                r = format_search.search(evaluate, len(variants), search_budget, seed=seed)
-            else:
-                r = format_search.uniform(evaluate, len(variants), search_budget)
-            hits += format_search.found(r, variants)
-            regret += [acc.max() - acc[r.best[0]], acc[r.worst[0]] - acc.min()]
-        search[arm] = {
-            "best_in_top3": int(hits[0]),
-            "worst_in_top3": int(hits[1]),
-            "best_shortfall": round(float(regret[0] / seeds * 100), 2),
-            "worst_shortfall": round(float(regret[1] / seeds * 100), 2),
-        }
+    sizes = [variants.shape[1]] * len(variants)
+    rows = []
+    for share in search_shares:
+        evaluations = int(round(share * variants.size))
+        row = {"share": share, "evaluations": evaluations}
+        for arm in ("thompson", "uniform"):
+            hits, regret = np.zeros(3, int), np.zeros(2)
+            for seed in range(seeds):
+                evaluate = format_search.grid_evaluator(variants, seed)
+                if arm == "thompson":
+                    r = format_search.search(evaluate, sizes, evaluations, seed=seed)
+                else:
+                    r = format_search.uniform(evaluate, sizes, evaluations)
+                best, worst = format_search.found(r, variants)
+                hits += [best, worst, best and worst]
+                regret += [acc.max() - acc[r.best[0]], acc[r.worst[0]] - acc.min()]
+            row[arm] = {
+                "best_in_top3": int(hits[0]),
+                "worst_in_top3": int(hits[1]),
+                "both": int(hits[2]),
+                "best_shortfall": round(float(regret[0] / seeds * 100), 2),
+                "worst_shortfall": round(float(regret[1] / seeds * 100), 2),
+            }
+        rows.append(row)
+    # The stated budget: the smallest share at which Thompson sampling finds both the best
+    # and the worst in at least three quarters of the seeds and more often than uniform.
+    met = [
+        r["share"]
+        for r in rows
+        if r["thompson"]["both"] >= 0.75 * seeds and r["thompson"]["both"] > r["uniform"]["both"]
+    ]
+    search = {
+        "formats": len(variants),
+        "examples": variants.shape[1],
+        "budgets": rows,
+        "stated": min(met) if met else None,
+    }
     out["search"] = search
     return out
 
