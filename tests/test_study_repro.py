@@ -2,7 +2,9 @@
 
 Two fresh processes run the same reduced study (gin_configs/study_tiny.gin):
 one pinned to a single core (`os.sched_setaffinity`, what `taskset -c 0`
-does), one on every core while a busy-loop process competes for them. Their
+does), one on every core while a busy-loop process competes for them, and as
+seed 0 of a two-seed run (on a machine with two cores or more, the seeds run
+side by side as worker processes: `jaxrobust.study.workers`). Their
 `study.json`, record files and report tables must be identical bytes (paths
 normalised, as the golden files are: tests/golden/regenerate.py).
 
@@ -30,7 +32,7 @@ def _regenerate():
     return module
 
 
-def _study(out: pathlib.Path, env: dict, cpus: set[int] | None) -> None:
+def _study(out: pathlib.Path, env: dict, cpus: set[int] | None, *extra: str) -> str:
     argv = [
         sys.executable,
         "-m",
@@ -40,10 +42,12 @@ def _study(out: pathlib.Path, env: dict, cpus: set[int] | None) -> None:
         "--gin_file=gin_configs/study_tiny.gin",
         f"--gin.OUTPUT_DIR='{out}'",
         "--gin.pipeline.StudyOptions.eval_tasks=('yn',)",
+        *extra,
     ]
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     done = subprocess.run(argv, cwd=REPO, env=env, preexec_fn=pin, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    return done.stdout
 
 
 @pytest.mark.heavy
@@ -54,12 +58,15 @@ def test_reduced_study_is_byte_identical_on_one_core_and_on_busy_cores(tmp_path)
     _study(tmp_path / "one_core", env, one_core)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        _study(tmp_path / "busy", env, None)
+        log = _study(tmp_path / "busy", env, None, "--gin.SEEDS=[0, 1]")
     finally:
         busy.kill()
         busy.wait()
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "[seed 1] stage" in log and "2 at a time" in log, log[-2000:]
+    assert (tmp_path / "busy" / "report" / "study.md").exists()
     a = regenerate.collect_study(tmp_path / "one_core")
-    b = regenerate.collect_study(tmp_path / "busy")
+    b = regenerate.collect_study(tmp_path / "busy" / "seed_0")
     assert "report/study.json" in a and sum(k.startswith("records/") for k in a) == 5 * 12
     assert sorted(a) == sorted(b)
     differ = [name for name in a if a[name] != b[name]]
@@ -68,4 +75,4 @@ def test_reduced_study_is_byte_identical_on_one_core_and_on_busy_cores(tmp_path)
     for stage in ("pretrain", "tune", "ft_kl"):
         weights = "hf_model/model.safetensors"
         first = (tmp_path / "one_core" / stage / weights).read_bytes()
-        assert first == (tmp_path / "busy" / stage / weights).read_bytes(), stage
+        assert first == (tmp_path / "busy" / "seed_0" / stage / weights).read_bytes(), stage

@@ -39,7 +39,9 @@ training stage names them as held out, and the trainer checks and records it
 Seeds: `StudyOptions.seeds` (e.g. ``--gin.SEEDS=[0,1,2]``) runs the whole study
 once per seed under ``seed_<s>/`` and writes ``report/`` with the mean and
 across-seed spread beside each seed's CIs (`study.seeds`); empty, one study with
-`seed` in the output folder itself.
+`seed` in the output folder itself. With CPUs for more than one pinned study,
+the seeds run side by side as worker processes (`study.workers`), each pinned to
+CPUs of its own: the same bytes as one after another.
 
 Resuming: a stage whose final output exists is skipped (a training stage's
 ``metrics.json``, the tokenizer's ``tokenizer.json``); an interrupted training
@@ -105,6 +107,9 @@ class StudyOptions:
     # pools by the CPUs a process may use, and the bits of its results follow the thread
     # count, so a fixed count makes the bytes the same on 1 or 16 cores (README).
     cpu_threads: int = 1
+    # Several seeds at once, one worker process per seed on `cpu_threads` CPUs of its own,
+    # as many as the CPUs allow (`study.workers`); the same bytes as one after another.
+    parallel_seeds: bool = True
     vocab_size: int = 1024  # BPE vocabulary trained on the world and the corpus.
     max_input_len: int = 128  # Input tokens (world inputs have at most ~90).
     # Span-corruption pretraining on the generated corpus (0 steps: start from random).
@@ -292,6 +297,12 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     JAX starts its CPU backend; a backend already started keeps its thread count."""
     getaffinity = getattr(os, "sched_getaffinity", None)
     allowed = sorted(getaffinity(0)) if getaffinity else []
+    if _in_workers(options, allowed):
+        from jaxrobust.study import seeds, workers
+
+        folders = workers.run_seeds(options, gin_config, allowed)
+        report = pathlib.Path(options.output_dir).absolute() / "report"
+        return seeds.write(folders, report, MODEL_LABELS, baseline="tuned")
     if options.cpu_threads and len(allowed) > options.cpu_threads:
         os.sched_setaffinity(0, allowed[: options.cpu_threads])
     try:
@@ -299,6 +310,13 @@ def run(options: StudyOptions = StudyOptions(), gin_config: str = "") -> pathlib
     finally:
         if allowed:
             os.sched_setaffinity(0, allowed)
+
+
+def _in_workers(options: StudyOptions, allowed: list[int]) -> bool:
+    """Whether `run` spreads the seeds over worker processes (`study.workers`)."""
+    if not (options.parallel_seeds and options.cpu_threads and len(options.seeds) > 1):
+        return False
+    return len(allowed) >= 2 * options.cpu_threads
 
 
 def _run(options: StudyOptions, gin_config: str) -> pathlib.Path:
