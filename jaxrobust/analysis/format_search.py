@@ -4,9 +4,10 @@ Sclar et al. (2023) spend an evaluation budget on sampled formats with
 Thompson sampling: each format's accuracy has a Beta posterior (Beta(1, 1)
 prior), each step draws one accuracy per format from its posterior and
 evaluates one more example with the format whose draw is highest (searching
-the best) or lowest (the worst). `search` runs both searches, half the budget
-each, and ranks the formats by posterior mean; `uniform` spends the same
-budget evenly (round robin) for comparison. An evaluation is a callable
+the best) or lowest (the worst). `search` runs both searches on one budget,
+the turn going to whichever the posterior says is not settled yet (below), and
+ranks the formats by posterior mean; `uniform` spends the same budget evenly
+(round robin) for comparison. An evaluation is a callable
 ``(format index, draw number) -> correct`` so the same search runs on a live
 model or on a grid computed before (`grid_evaluator`).
 
@@ -108,22 +109,42 @@ def _result(wins, pulls, sizes) -> SearchResult:
 
 
 def search(
-    evaluate: Evaluate, n_examples: Sequence[int], budget: int, *, seed: int = 0
+    evaluate: Evaluate,
+    n_examples: Sequence[int],
+    budget: int,
+    *,
+    seed: int = 0,
+    top: int = 3,
+    shared: bool = True,
 ) -> SearchResult:
     """Thompson sampling for the best and the worst format, `budget` evaluations in all.
 
-    Every format is evaluated once first; then the two searches take turns, one
-    evaluation each (half the budget each): the best-search evaluates the format
-    whose draw is highest, the worst-search the one whose draw is lowest, among
-    the formats not exhausted. They share one record of outcomes, so a cell is
+    Every format is evaluated once first. Then each step draws every format's pool
+    accuracy from its posterior once; the best-search evaluates the format whose
+    draw is highest, the worst-search the one whose draw is lowest, among the
+    formats not exhausted. Both share one record of outcomes, so a cell is
     evaluated at most once: what one search learnt the other knows for free
     (evaluating it again would spend budget and teach nothing).
+
+    Which search takes the step: with ``shared=False`` they take turns (half the
+    budget each, FormatSpread's split). With ``shared=True`` (the default) the
+    budget is shared: a search is unsettled by a draw when the draw's extreme
+    (highest for the best, lowest for the worst) is not among its current `top`
+    formats by posterior mean, i.e. the draw contradicts its answer; the unsettled
+    searches take turns, and when neither is unsettled both do. The draw is a
+    one-sample estimate of the posterior probability that a search's answer misses
+    the extreme, so the budget goes where the posterior still doubts the answer:
+    on a task whose worst format stands apart (as on the committed grid) the
+    worst-search settles early and hands most of its half to the best-search,
+    instead of spending it exhausting formats it already knows are the worst.
 
     Args:
       evaluate: ``(format, n) -> correct``, format's n-th example (`grid_evaluator`).
       n_examples: each format's number of examples (its pool).
       budget: evaluations in all; the search stops early when every format is exhausted.
       seed: seeds the posterior draws.
+      top: how many formats the answer names at each end (for ``shared``).
+      shared: share the budget by need (above) or split it in halves.
 
     Raises:
       ValueError: the budget does not cover every format once.
@@ -140,12 +161,24 @@ def search(
     for k in range(n_formats):
         wins[k] += evaluate(k, 0)
         pulls[k] += 1
-    for step in range(budget - n_formats):
+    turn = 0
+    for _ in range(budget - n_formats):
         open_ = pulls < sizes
         if not open_.any():
             break
-        sign = 1 if step % 2 == 0 else -1  # the best-search, then the worst-search
         theta = _draw(rng, wins, pulls, sizes)
+        signs = [1, -1]  # the best-search, the worst-search
+        if shared:
+            mean = _posterior_mean(wins, pulls, sizes)
+            unsettled = [
+                sign
+                for sign in signs
+                if (sign * theta)[np.argsort(-sign * mean, kind="stable")[:top]].max()
+                < (sign * theta).max()
+            ]
+            signs = unsettled or signs
+        sign = signs[turn % len(signs)]
+        turn += 1
         k = int(np.argmax(np.where(open_, sign * theta, -np.inf)))
         wins[k] += evaluate(k, int(pulls[k]))
         pulls[k] += 1

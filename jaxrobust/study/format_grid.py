@@ -146,14 +146,15 @@ def check(
     *,
     seeds: int = 20,
     budget: float = 0.05,
-    search_shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75),
+    search_shares: tuple[float, ...] = (0.1, 0.25, 0.5, 0.6, 0.75),
 ):
     """The README's measurements on a grid: over `seeds` seeded designs at `budget`, the
     90th percentile of |estimate - truth| (points) of the mean, 5th and 95th
     percentile across templates, PromptEval-style (posterior means, and the MAP
     plug-in) and naive; and, over the grid's format variants, for each share of
     their grid in `search_shares` spent as a search budget, how often Thompson
-    sampling and uniform allocation put the true best / worst format (and both) in
+    sampling (its budget shared by need, and split in halves) and uniform
+    allocation put the true best / worst format (and both) in
     their top 3 over `seeds` seeds, the mean shortfall (points) of their top pick
     from the true best / worst, and the stated budget: the smallest share at which
     Thompson sampling finds both in at least 3/4 of the seeds and more often than
@@ -195,14 +196,15 @@ def check(
     for share in search_shares:
         evaluations = int(round(share * variants.size))
         row = {"share": share, "evaluations": evaluations}
-        for arm in ("thompson", "uniform"):
+        for arm in ("thompson", "thompson_halves", "uniform"):
             hits, regret = np.zeros(3, int), np.zeros(2)
             for seed in range(seeds):
                 evaluate = format_search.grid_evaluator(variants, seed)
-                if arm == "thompson":
-                    r = format_search.search(evaluate, sizes, evaluations, seed=seed)
-                else:
+                if arm == "uniform":
                     r = format_search.uniform(evaluate, sizes, evaluations)
+                else:
+                    shared = arm == "thompson"
+                    r = format_search.search(evaluate, sizes, evaluations, seed=seed, shared=shared)
                 best, worst = format_search.found(r, variants)
                 hits += [best, worst, best and worst]
                 regret += [acc.max() - acc[r.best[0]], acc[r.worst[0]] - acc.min()]
