@@ -5,7 +5,7 @@ Thompson sampling: each format's accuracy has a Beta posterior (Beta(1, 1)
 prior), each step draws one accuracy per format from its posterior and
 evaluates one more example with the format whose draw is highest (searching
 the best) or lowest (the worst). `search` runs both searches on one budget,
-the turn going to whichever the posterior says is not settled yet (below), and
+the turn going to whichever the posterior says is not settled yet (`search`), and
 ranks the formats by posterior mean; `uniform` spends the same budget evenly
 (round robin) for comparison. An evaluation is a callable
 ``(format index, draw number) -> correct`` so the same search runs on a live
@@ -134,9 +134,9 @@ def search(
     searches take turns, and when neither is unsettled both do. The draw is a
     one-sample estimate of the posterior probability that a search's answer misses
     the extreme, so the budget goes where the posterior still doubts the answer:
-    on a task whose worst format stands apart (as on the committed grid) the
-    worst-search settles early and hands most of its half to the best-search,
-    instead of spending it exhausting formats it already knows are the worst.
+    on a task whose worst format stands apart and whose best does not (as on the
+    committed grid) the worst-search is settled more often and hands part of its
+    half to the best-search.
 
     Args:
       evaluate: ``(format, n) -> correct``, format's n-th example (`grid_evaluator`).
