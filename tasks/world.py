@@ -29,7 +29,12 @@ import dataclasses
 import functools
 import random
 
-SPLITS = {"train": 4000, "validation": 200, "test": 200}  # Passages per split.
+# Passages per split. Train is large enough that the study's instruction tuning (tasks
+# interleaved) draws each record only a few times: on one task's 4,000 passages for 12
+# epochs, the study's model scored 0.9 on its training batches and 0.6-0.7 on new
+# passages. A split's first passages do not depend on its size (one seeded stream each).
+SPLITS = {"train": 16000, "validation": 200, "test": 200}
+CORPUS_PASSAGES = 4000  # Train passages `corpus` reads (the tokenizer's world text).
 TASKS = ("rel", "yn", "mc", "type")
 TYPES = ("person", "place", "organisation")
 
@@ -296,10 +301,11 @@ def records(task: str, split: str, seed: int = 0) -> list[dict]:
 
 
 def corpus(seed: int = 0) -> list[str]:
-    """Every text a model may read from the world: passages and the task fields (train split)."""
+    """The world's text a tokenizer is trained on: passages and task fields of the first
+    `CORPUS_PASSAGES` train passages."""
     out = []
     for task in TASKS:
-        for r in _records(task, "train", seed):
+        for r in _records(task, "train", seed)[:CORPUS_PASSAGES]:
             out.append(r["passage"])
             out += [r[k] for k in ("claim", "question") if k in r]
             out += r.get("choices", [])

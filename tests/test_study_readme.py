@@ -32,3 +32,37 @@ def test_write_replaces_only_the_lines_between_the_markers(tmp_path):
     assert readme_table.block(text) == readme_table.render(json.loads(results.read_text()))
     with pytest.raises(ValueError, match="no study table between"):
         readme_table.block("# no markers\n")
+
+
+def _ci(estimate, low, high):
+    return {"estimate": estimate, "low": low, "high": high}
+
+
+def test_findings_are_computed_from_the_numbers():
+    def study(gap, effect):
+        tuned = {"gap": gap, "observed_by_task": {"yn": 0.8, "mc": 0.4}}
+        return {
+            "tasks": ["yn", "mc"],
+            "chance_by_task": {"yn": 0.5, "mc": 0.25},
+            "majority_by_task": {"yn": 0.6, "mc": 0.3},
+            "models": {"tuned": tuned, "tuned+pt_kl": {"effect_gap": effect}},
+        }
+
+    data = {
+        "labels": [["tuned", "tuned"], ["tuned+pt_kl", "+ PT+KL"]],
+        "studies": [
+            study(_ci(0.06, 0.01, 0.11), _ci(-0.03, -0.05, -0.01)),
+            study(_ci(0.02, -0.02, 0.07), _ci(-0.01, -0.04, 0.02)),
+        ],
+    }
+    lines = readme_table.findings(data).splitlines()
+    assert lines == [
+        "- The tuned model scores +4.0 points on observed minus held-out wordings "
+        "(95% CI [-0.5, +9.0]; the CI excludes 0 in 1 of 2 seeds).",
+        "- Tasks at least 20 points over max(chance, majority class) on observed templates: "
+        "1 of 2 (yn 80.0 >= 80.0; mc 40.0 < 50.0).",
+        "- PT+KL narrows the gap by 2.0 points (change -2.0, 95% CI [-4.5, +0.5]; the CI "
+        "excludes 0 in 1 of 2 seeds).",
+    ]
+    one = {**data["studies"][0], "labels": data["labels"]}
+    assert "the CI excludes 0)." in readme_table.findings(one).splitlines()[0]

@@ -537,3 +537,41 @@ def test_kl_prompt_makes_held_out_wordings_agree(tmp_path):
     before, after = mean_terms(first), mean_terms(runs["pt_kl"]["params"]["prompt"])
     print(f"train batches: before {before}, after {after}")
     assert after["loss"] < before["loss"] and after["kl"] < before["kl"]
+
+
+def test_target_objective_trains_on_the_gold_text(base_dir, tmp_path):
+    """LossOptions.objective='target': the gold target's tokens, not a softmax over options."""
+    with pytest.raises(ValueError, match=r"objective 'nope': expected one of \('options'"):
+        training.LossOptions(objective="nope")
+    data = training_data.DataOptions(**{**DATA.__dict__, "num_paraphrases": 0})
+    split = training_data.split_templates(data)
+    opts = training_data.encode_examples(split, split.original, ADAPTER, data, "train", 40)
+    gold = training_data.encode_examples(
+        split, split.original, ADAPTER, data, "train", 40, targets_only=True
+    )
+    assert gold.generation and not opts.generation
+    assert (gold.answer == 0).all() and len(gold.answer) == len(opts.answer)
+    for t in range(len(split.original)):
+        assert gold.inputs[t] == opts.inputs[t]
+        for i, answer in enumerate(opts.answer):
+            # The one target is the gold option's tokens (label order is the first template's).
+            assert gold.options[t][i] == [opts.options[t][i][answer]]
+    # Training on it: token-level CE (exact match as train accuracy); the held-out check
+    # still scores the options.
+    loss = training.LossOptions(objective="target")
+    options = training.TrainOptions(
+        trainable=("model/.*",), prompt_length=0, learning_rate=1e-3, num_steps=3, log_every=1
+    )
+    result = training.train(
+        _spec(base_dir), str(tmp_path / "ft"), data, loss, options, task_modules=("train_tasks",)
+    )
+    assert result["metrics"]["ce"] > 0 and 0 <= result["heldout"]["accuracy_original"] <= 1
+    saved = json.loads((tmp_path / "ft" / "train_settings.json").read_text())
+    assert saved["loss"]["objective"] == "target"
+    # Token-level KL between templates needs one target text per example.
+    differing = training_data.Encoded(
+        inputs=[[[1]], [[1]]], options=[[[[5, 1]]], [[[6, 1]]]], answer=np.zeros(1, np.int32),
+        generation=True,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="2 different target texts"):
+        training.trainer._check_targets(differing, training.LossOptions(kl_weight=1.0), ("a", "b"))

@@ -13,7 +13,9 @@ so every stage runs the code paths researchers use at scale.
    template's own sentences. ``pretrain/hf_model`` is the pretrained model.
 3. ``tune/``       instruction tuning: `training.train` in full fine-tuning
    mode on the *observed* templates of the four world tasks
-   (`jr:world_all:qa`, templates ``all_o*``), from the pretrained weights.
+   (`jr:world_all:qa`, templates ``all_o*``), from the pretrained weights,
+   on the gold answer's tokens (teacher forcing, as T0 and Flan were tuned;
+   `StudyOptions.tune_objective`).
 4. ``eval/``       `evaluation.run` of the tuned model on the observed,
    paraphrase and held-out templates of every world task (test passages).
 5. Sun et al.'s four conditions, each from the tuned model, task loss on the
@@ -119,12 +121,15 @@ class StudyOptions:
     pretrain_batch_size: int = 32
     pretrain_learning_rate: float = 2e-3
     # Instruction tuning (full fine-tuning on the observed templates).
-    tune_steps: int = 3000
+    tune_steps: int = 7000
     tune_batch_size: int = 32
     tune_learning_rate: float = 2e-3
     tune_warmup_steps: int = 50
     tune_decay: str = "cosine"  # 'constant', 'linear' or 'cosine' (to 0 at the last step).
-    tune_limit: int | None = 8000  # Training records of jr:world_all:qa (4 tasks interleaved).
+    tune_limit: int | None = 64000  # Training records of jr:world_all:qa (4 tasks interleaved).
+    # The tuning loss (`training.LossOptions.objective`): 'target', the gold answer's tokens
+    # over the vocabulary, as T0 and Flan were tuned; 'options', a softmax over the options.
+    tune_objective: str = "target"
     # Soft prompts on the frozen tuned model (PT, PT+KL).
     prompt_length: int = 8
     pt_steps: int = 400
@@ -186,7 +191,11 @@ def _train(opts: StudyOptions, model, workdir: pathlib.Path, *, stage: str) -> d
         eval_limit=opts.train_eval_limit,
         seed=opts.seed,
     )
-    loss = training.LossOptions(kl_weight=opts.kl_weight if kl else 0.0, ce_rows="original")
+    loss = training.LossOptions(
+        kl_weight=opts.kl_weight if kl else 0.0,
+        ce_rows="original",
+        objective=opts.tune_objective if tune else "options",
+    )
     if tune:
         lr, steps, warmup, decay = (
             opts.tune_learning_rate,

@@ -27,11 +27,62 @@ END = "<!-- /study-table -->"
 
 
 def render(data: dict) -> str:
-    """The lines between the markers: the caption, then the tables (`study.seeds.table`)."""
+    """The lines between the markers: the caption, the tables (`study.seeds.table`), then
+    `findings`."""
     from jaxrobust.study import pipeline, seeds
 
     labels = None if "studies" in data else pipeline.MODEL_LABELS
-    return seeds.caption(data) + "\n\n" + seeds.table(data, labels)
+    table = seeds.table(data, labels)
+    return seeds.caption(data) + "\n\n" + table + "\n" + findings(data, labels) + "\n"
+
+
+def _interval(values: list[dict]) -> tuple[float, float, float]:
+    """Mean over seeds of the estimate and of each CI bound, in points."""
+    n = len(values)
+    return tuple(100 * sum(v[k] for v in values) / n for k in ("estimate", "low", "high"))
+
+
+def _verdict(values: list[dict]) -> str:
+    """Whether the 95% CIs exclude 0: 'excludes 0', 'includes 0', or 'excludes 0 in k of n
+    seeds'."""
+    out = [v["low"] > 0 or v["high"] < 0 for v in values]
+    if len(out) == 1:
+        return "excludes 0" if out[0] else "includes 0"
+    return f"excludes 0 in {sum(out)} of {len(out)} seeds"
+
+
+def findings(data: dict, labels: dict[str, str] | None = None) -> str:
+    """What the table says, as sentences computed from it: the tuned model's gap, the tasks
+    over the bar, and each condition's change of the gap (mean over seeds; CIs' verdicts)."""
+    studies = data.get("studies", [data])
+    labels = labels or dict(data.get("labels") or [(m, m) for m in studies[0]["models"]])
+    base, *conditions = labels
+    first = studies[0]
+    gap = [s["models"][base]["gap"] for s in studies]
+    est, low, high = _interval(gap)
+    lines = [
+        f"- The tuned model scores {est:+.1f} points on observed minus held-out wordings "
+        f"(95% CI [{low:+.1f}, {high:+.1f}]; the CI {_verdict(gap)})."
+    ]
+    over = []
+    for t in first["tasks"]:
+        bar = max(first["chance_by_task"][t], first["majority_by_task"][t]) + 0.2
+        got = sum(s["models"][base]["observed_by_task"][t] for s in studies) / len(studies)
+        over.append(f"{t} {100 * got:.1f} {'>=' if got >= bar - 1e-9 else '<'} {100 * bar:.1f}")
+    n_over = sum(">=" in o for o in over)
+    lines.append(
+        f"- Tasks at least 20 points over max(chance, majority class) on observed templates: "
+        f"{n_over} of {len(over)} ({'; '.join(over)})."
+    )
+    for m in conditions:
+        effect = [s["models"][m]["effect_gap"] for s in studies]
+        est, low, high = _interval(effect)
+        way = "narrows" if est < 0 else "widens"
+        lines.append(
+            f"- {labels[m].lstrip('+ ').strip()} {way} the gap by {abs(est):.1f} points "
+            f"(change {est:+.1f}, 95% CI [{low:+.1f}, {high:+.1f}]; the CI {_verdict(effect)})."
+        )
+    return "\n".join(lines)
 
 
 def block(readme_text: str) -> str:

@@ -112,6 +112,7 @@ def encode_examples(
     data_split: str,
     limit: int | None,
     prompt_format: str = "none",
+    targets_only: bool = False,
 ) -> Encoded:
     """Renders and tokenises the examples under each template, aligned by example id.
 
@@ -119,6 +120,8 @@ def encode_examples(
       adapter: the model family's engine adapter (`LoadedModel.adapter()`).
       prompt_format: the `prompt_formats` name wrapped around every input, as the
         engine does (`ModelSpec.prompt_format`).
+      targets_only: encode each example's gold target text only, even where the task
+        has answer options (`LossOptions.objective='target'`): a generation encoding.
     """
     import jaxrobust.tasks as tasks
     from jaxrobust.evaluation.examples import model_input
@@ -138,7 +141,7 @@ def encode_examples(
     if not ids:
         raise ValueError(f"{split.task}: no example id is common to templates {template_ids}")
     first = per_template[0]
-    generation = not first[ids[0]]["options"]
+    generation = targets_only or not first[ids[0]]["options"]
     keep = [i for i in ids if generation or first[i]["answer_index"] >= 0]
     if len(keep) < len(ids):
         log.warning(

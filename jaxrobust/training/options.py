@@ -16,6 +16,8 @@ import dataclasses
 import json
 from typing import Any
 
+OBJECTIVES = ("options", "target")
+
 
 @dataclasses.dataclass(frozen=True)
 class LossOptions:
@@ -27,6 +29,17 @@ class LossOptions:
     ce_rows: str = "all"  # CE on 'all' rows or on the 'original' rows only.
     stop_gradient_original: bool = True  # No gradient through the original side of KL/rep.
     average: bool = False  # Option scores: mean per-token log-likelihood instead of the sum.
+    # What the task CE is over: 'options', the answer options' scores (a softmax over
+    # them, as rank classification scores); 'target', the gold target's tokens over the
+    # whole vocabulary (teacher forcing: T5's and Flan's fine-tuning loss). Tasks without
+    # options always use the target. Held-out checks score the options either way.
+    objective: str = "options"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"LossOptions.objective {self.objective!r}: expected one of {OBJECTIVES}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -150,6 +150,21 @@ def make_train_step(config, loss_opts: LossOptions, tx, mask, generation: bool =
     return step
 
 
+def _check_targets(encoded, loss: LossOptions, template_ids) -> None:
+    """Token-level KL between rows needs one target text per example under every template."""
+    if not (encoded.generation and loss.kl_weight and len(template_ids) > 1):
+        return
+    for i in range(len(encoded.answer)):
+        texts = {tuple(encoded.options[t][i][0]) for t in range(len(template_ids))}
+        if len(texts) > 1:
+            raise ValueError(
+                f"example {i} has {len(texts)} different target texts under templates "
+                f"{list(template_ids)}: the token-level KL (kl_weight={loss.kl_weight}) "
+                "compares one target's tokens; expected one target per example, or "
+                "LossOptions.objective='options'"
+            )
+
+
 # ---------------------------------------------------------------------------
 # Held-out evaluation.
 # ---------------------------------------------------------------------------
@@ -304,7 +319,10 @@ def _train(model, work, data, loss, options, task_modules, gin_config) -> dict[s
     _check_split(work, recorded_split)
     train_ids = split.original + split.paraphrase
     fmt = model.prompt_format
-    encoded = encode_examples(split, train_ids, adapter, data, data.split, data.limit, fmt)
+    encoded = encode_examples(
+        split, train_ids, adapter, data, data.split, data.limit, fmt, loss.objective == "target"
+    )
+    _check_targets(encoded, loss, train_ids)
     batches = ParaphraseBatches(encoded, len(split.original), data, adapter)
     held = encode_examples(
         split,
