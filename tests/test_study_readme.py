@@ -66,3 +66,23 @@ def test_findings_are_computed_from_the_numbers():
     ]
     one = {**data["studies"][0], "labels": data["labels"]}
     assert "the CI excludes 0)." in readme_table.findings(one).splitlines()[0]
+
+
+def test_readme_states_the_settings_of_the_study_gin_file():
+    import re
+
+    from jaxrobust.tasks import world
+
+    gin = (readme_table.REPO / "gin_configs" / "runs" / "study.gin").read_text()
+
+    def value(name: str) -> str:
+        return re.search(rf"^\s*{name} = ([^\s#]+)", gin, re.M).group(1)
+
+    text = " ".join(readme_table.README.read_text().split())
+    tune = f"{value('TUNE_STEPS')} steps x {value('tune_batch_size')} examples from "
+    assert f"{tune}{value('tune_limit')} records" in text
+    assert f"`LossOptions.objective = '{value('tune_objective').strip(chr(39))}'`" in text
+    pre = f"{value('PRETRAIN_STEPS')} steps x {value('pretrain_batch_size')} documents of "
+    assert f"{pre}{value('pretrain_max_len')} tokens" in text
+    s = world.SPLITS
+    assert f"train/validation/test ({s['train']}/{s['validation']}/{s['test']} passages)" in text
