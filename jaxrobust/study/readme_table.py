@@ -54,6 +54,8 @@ def _verdict(values: list[dict]) -> str:
 def findings(data: dict, labels: dict[str, str] | None = None) -> str:
     """What the table says, as sentences computed from it: the tuned model's gap, the tasks
     over the bar, and each condition's change of the gap (mean over seeds; CIs' verdicts)."""
+    from jaxrobust.study import seeds
+
     studies = data.get("studies", [data])
     labels = labels or dict(data.get("labels") or [(m, m) for m in studies[0]["models"]])
     base, *conditions = labels
@@ -66,7 +68,7 @@ def findings(data: dict, labels: dict[str, str] | None = None) -> str:
     ]
     over = []
     for t in first["tasks"]:
-        bar = max(first["chance_by_task"][t], first["majority_by_task"][t]) + 0.2
+        bar = seeds.task_bar(first, t)
         got = sum(s["models"][base]["observed_by_task"][t] for s in studies) / len(studies)
         over.append(f"{t} {100 * got:.1f} {'>=' if got >= bar - 1e-9 else '<'} {100 * bar:.1f}")
     n_over = sum(">=" in o for o in over)
