@@ -292,6 +292,7 @@ def serve_jax(args) -> None:
 
     def work(request):
         name = request["set"]
+        before = dict(state["engine"].input_tokens)
         t0 = time.perf_counter()
         if request["arm"] == "eval":
             state["n"] += 1
@@ -307,7 +308,9 @@ def serve_jax(args) -> None:
                 state["engine"].rank_classify(
                     [r["input"] for r in reqs], [r["options"] for r in reqs]
                 )
-        return {"seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - t0
+        tokens = {k: v - before[k] for k, v in state["engine"].input_tokens.items()}
+        return {"seconds": seconds, "input_tokens": tokens}
 
     interleave.serve(setup, work)
 
@@ -526,6 +529,22 @@ def report(args, res: dict) -> str:
             f"| {name} | steady examples/s | {f(rate(se))} | {f(rate(sg))} | {f(rate(sh))} | "
             f"{f(interleave.paired_ratios(sh, se), 2, 'x')} | "
             f"{f(interleave.paired_ratios(se, sg))} |"
+        )
+    lines += [
+        "",
+        "Encoder work per run (steady state, input tokens: the examples' own / what ran, "
+        "padding included):",
+        "",
+    ]
+    for name in res["sets"]:
+        ev = steady["runs"][f"eval_{name}"][0]["input_tokens"]
+        hf = steady["runs"][f"hf_{name}"][0]["input_tokens"]
+        lines.append(
+            f"- {name}: eval {ev['real']} / {ev['padded']} "
+            f"({100 * (1 - ev['real'] / ev['padded']):.0f}% padding, one encoder pass per "
+            f"example); HF {hf['real']} / {hf['padded']} "
+            f"({100 * (1 - hf['real'] / hf['padded']):.0f}% padding, one per option); "
+            f"HF runs {hf['padded'] / ev['padded']:.2f}x the eval command's encoder tokens."
         )
     lines += ["", "| target (medians) | measured | met |", "|---|---|---|"]
     for name in res["sets"]:

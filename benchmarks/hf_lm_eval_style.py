@@ -67,6 +67,8 @@ class Scorer:
         self.model = transformers.T5ForConditionalGeneration.from_pretrained(model_dir).eval()
         self.batch_size = batch_size
         self.max_input_len = max_input_len
+        # Encoder tokens: the rows' own, and what the forwards ran (batch-padded).
+        self.input_tokens = {"real": 0, "padded": 0}
 
     def encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
@@ -88,6 +90,8 @@ class Scorer:
                 chunk = rows[k : k + self.batch_size]
                 s = max(len(c[2]) for c in chunk)
                 t = max(len(c[3]) for c in chunk)
+                self.input_tokens["real"] += sum(len(c[2]) for c in chunk)
+                self.input_tokens["padded"] += s * len(chunk)
                 ids = torch.full((len(chunk), s), pad, dtype=torch.long)
                 labels = torch.full((len(chunk), t), -100, dtype=torch.long)
                 for n, (_, _, ctx, cont) in enumerate(chunk):
@@ -138,9 +142,13 @@ def main() -> None:
             return {"threads": state["scorer"].torch.get_num_threads()}
 
         def work(request):
+            scorer = state["scorer"]
+            before = dict(scorer.input_tokens)
             t0 = time.perf_counter()
-            state["scorer"].run(read_requests(request.get("requests", args.requests)))
-            return {"seconds": time.perf_counter() - t0}
+            scorer.run(read_requests(request.get("requests", args.requests)))
+            seconds = time.perf_counter() - t0
+            tokens = {k: v - before[k] for k, v in scorer.input_tokens.items()}
+            return {"seconds": seconds, "input_tokens": tokens}
 
         interleave.serve(setup, work)
         return

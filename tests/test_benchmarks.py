@@ -133,6 +133,9 @@ def _fake_eval_results() -> dict:
         cold[f"eval_{s}"], cold[f"hf_{s}"] = runs([20.0, 22.0]), runs([60.0, 70.0])
         steady[f"eval_{s}"], steady[f"engine_{s}"] = runs([4.0, 5.0]), runs([3.8, 4.4])
         steady[f"hf_{s}"] = runs([12.0, 16.0])
+        for arm, tokens in ((f"eval_{s}", (100, 150)), (f"hf_{s}", (200, 210))):
+            for r in steady[arm]:
+                r["input_tokens"] = dict(zip(("real", "padded"), tokens, strict=True))
     args = {"examples": 4, "templates": 2, "reps": 2, "cold_reps": 2, "threads": 2}
     return {
         "args": {**args, "batch_size": 32},
@@ -173,6 +176,10 @@ def test_eval_report_format_parses_and_its_ratios_are_paired():
     assert "| boolq steady: eval >= 3x HF | 3.10x | yes |" in text  # 12/4, 16/5.
     assert "| boolq: pipeline overhead < 10% of engine time | 9% | yes |" in text
     assert "--examples 4 --templates 2" in text
+    assert (
+        "- boolq: eval 100 / 150 (33% padding, one encoder pass per example); HF 200 / 210 "
+        "(5% padding, one per option); HF runs 1.40x the eval command's encoder tokens." in text
+    )
 
 
 def _readme() -> str:
@@ -193,6 +200,7 @@ def test_readme_eval_block_is_the_scripts_output():
     assert cmd[:2] == ["python", "benchmarks/bench_eval.py"] and "--write-readme" in cmd
     assert "Agreement boolq" in block and "Agreement semeval" in block
     assert "Load average" in block and "Matmul throughput (cold" in block
+    assert "HF runs" in block and "the eval command's encoder tokens" in block
 
 
 def test_readme_engine_block_is_the_scripts_output():

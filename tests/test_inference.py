@@ -168,6 +168,25 @@ def test_pooled_states_are_masked_means(tiny):
     np.testing.assert_allclose(pooled[1], np.asarray(encoded)[0].mean(0), **SELF_TOL)
 
 
+def test_length_buckets_cap_padding_above_128_tokens():
+    assert inference.length_buckets(32, 1024) == (32, 64, 128, 192, 256, 384, 512, 768, 1024)
+    assert inference.length_buckets(32, 128) == inference.power_of_two_buckets(32, 128)
+    assert inference.length_buckets(32, 300) == (32, 64, 128, 192, 256, 300)
+    buckets = inference.length_buckets(32, 2048)
+    for n in range(129, 2049):  # Above 128 tokens a row is at most a third padding.
+        assert (inference.bucket(n, buckets) - n) / inference.bucket(n, buckets) < 1 / 3
+
+
+def test_engine_counts_real_and_padded_input_tokens(tiny):
+    _, config, params = tiny
+    eng = _engine(config, params, batch_size=2, max_input_len=256)
+    assert eng.length_buckets == (32, 64, 128, 192, 256)  # The default set.
+    inputs = ["a" * 150, "b" * 10, "c" * 40]  # Byte tokens + EOS: 151, 11, 41.
+    eng.rank_classify(inputs, [["x", "y"]] * 3)
+    # Longest first: [151, 41] padded to 192, then [11] and a dummy row to 32.
+    assert eng.input_tokens == {"real": 151 + 41 + 11, "padded": 2 * 192 + 2 * 32}
+
+
 def test_compilations_stay_within_buckets(tiny):
     _, config, params = tiny
     eng = _engine(

@@ -10,6 +10,7 @@ scorers, adapter and declaration), `generation`, `prompt_formats`, `tokenizer`.
 from jaxrobust.inference.batching import (  # noqa: F401
     Truncatable,
     bucket,
+    length_buckets,
     power_of_two_buckets,
     truncate_passage,
     truncate_to_fit,

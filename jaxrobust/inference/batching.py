@@ -14,8 +14,9 @@ the paper-faithful plain cut of Sun et al., the parts ignored.
 a passage given as a render function.
 
 `bucket` rounds a size up to the next of a fixed set of padded sizes, so a
-run compiles a bounded set of programs; `power_of_two_buckets` is the default
-set of input lengths.
+run compiles a bounded set of programs; `length_buckets` is the engine's default
+set of input lengths (powers of two, with the midpoints above 128 tokens) and
+`power_of_two_buckets` the plain doubling set.
 """
 
 from __future__ import annotations
@@ -186,3 +187,25 @@ def power_of_two_buckets(lo: int, hi: int) -> tuple[int, ...]:
         out.append(b)
         b *= 2
     return tuple(out) + (hi,)
+
+
+FINE_ABOVE = 128
+
+
+def length_buckets(lo: int, hi: int, fine_above: int = FINE_ABOVE) -> tuple[int, ...]:
+    """Input-length buckets: `power_of_two_buckets(lo, hi)` plus, between two buckets
+    larger than `fine_above`, the midpoint 1.5x the lower one (128, 192, 256, 384, ...).
+
+    A row padded to a power of two can be almost half padding; above `fine_above`
+    tokens the midpoints cap that at a third, where padding costs most (the encoder's
+    time grows with the padded length, its attention with its square). Up to
+    `fine_above` the set is the doubling one: short inputs cost little, and every
+    bucket is one more program to compile.
+    """
+    out: list[int] = []
+    for b in power_of_two_buckets(lo, hi):
+        mid = out[-1] + out[-1] // 2 if out else 0
+        if out and out[-1] >= fine_above and mid < b:
+            out.append(mid)
+        out.append(b)
+    return tuple(out)

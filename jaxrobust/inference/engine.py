@@ -90,6 +90,9 @@ from jaxrobust.inference.batching import (
     full_text,
     power_of_two_buckets,
 )
+from jaxrobust.inference.batching import (
+    length_buckets as default_length_buckets,
+)
 from jaxrobust.parallel import distributed, partitioning
 
 
@@ -187,7 +190,8 @@ class Engine:
       max_input_len: encoder (T5) or prompt (LLaMA, BOS included) tokens; longer
         inputs lose shortenable words (`InputParts`); what still does not fit is
         cut (T5 keeps the start, LLaMA the end with the cue) and flagged.
-      length_buckets / option_len_buckets / option_count_buckets: padded sizes.
+      length_buckets / option_len_buckets / option_count_buckets: padded sizes
+        (input lengths default to `batching.length_buckets(32, max_input_len)`).
       sun_max_input_len: the Sun et al. mode's truncation length.
       ni_max_new_tokens: the Ni et al. mode's generation length; None uses the
         option-length bucket of the longest option.
@@ -232,7 +236,7 @@ class Engine:
         self.batch_size = batch_size
         self.local_batch = batch_size // jax.process_count()
         self.max_input_len = max_input_len
-        self.length_buckets = tuple(length_buckets or power_of_two_buckets(32, max_input_len))
+        self.length_buckets = tuple(length_buckets or default_length_buckets(32, max_input_len))
         self.option_len_buckets = tuple(option_len_buckets)
         self.option_count_buckets = tuple(option_count_buckets)
         self.sun_max_input_len = sun_max_input_len
@@ -242,6 +246,9 @@ class Engine:
         )
         self.params = partitioning.shard_params(params, self.param_shardings)
         self.trace_counts: dict[str, int] = {}  # Traces (= compilations) per function.
+        # Input tokens rank_classify has scored: "real" the examples' own, "padded"
+        # what the compiled programs ran (bucketed lengths x rows, dummy rows in).
+        self.input_tokens = {"real": 0, "padded": 0}
         self._fns: dict[Any, Callable] = {}
 
     # -- jitted functions -----------------------------------------------------
@@ -411,6 +418,8 @@ class Engine:
                 self.local_batch,
             )
             scores = self._run(name, fn, 2, local, prompt)
+            self.input_tokens["real"] += sum(len(enc[i][0]) for i in idx)
+            self.input_tokens["padded"] += s * self.local_batch
             for row, i in enumerate(idx):
                 sc = np.asarray(scores[row, : len(options[i])], np.float64)
                 results[i] = RankResult(
