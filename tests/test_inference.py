@@ -168,10 +168,16 @@ def test_pooled_states_are_masked_means(tiny):
     np.testing.assert_allclose(pooled[1], np.asarray(encoded)[0].mean(0), **SELF_TOL)
 
 
-def test_length_buckets_cap_padding_above_128_tokens():
+def test_default_buckets_cap_padding():
     assert inference.length_buckets(32, 1024) == (32, 64, 128, 192, 256, 384, 512, 768, 1024)
     assert inference.length_buckets(32, 128) == inference.power_of_two_buckets(32, 128)
     assert inference.length_buckets(32, 300) == (32, 64, 128, 192, 256, 300)
+    # Options (count and tokens): the midpoints from 8 on; SemEval's 19 relations -> 24.
+    from jaxrobust.inference import engine
+
+    assert engine.OPTION_COUNT_BUCKETS == (2, 4, 8, 12, 16, 24, 32, 48, 64)
+    assert engine.OPTION_LEN_BUCKETS == (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+    assert inference.bucket(19, engine.OPTION_COUNT_BUCKETS) == 24
     buckets = inference.length_buckets(32, 2048)
     for n in range(129, 2049):  # Above 128 tokens a row is at most a third padding.
         assert (inference.bucket(n, buckets) - n) / inference.bucket(n, buckets) < 1 / 3
@@ -180,7 +186,8 @@ def test_length_buckets_cap_padding_above_128_tokens():
 def test_engine_counts_real_and_padded_input_tokens(tiny):
     _, config, params = tiny
     eng = _engine(config, params, batch_size=2, max_input_len=256)
-    assert eng.length_buckets == (32, 64, 128, 192, 256)  # The default set.
+    assert eng.length_buckets == (32, 64, 128, 192, 256)  # The default sets.
+    assert eng.option_count_buckets[:4] == (2, 4, 8, 12)
     inputs = ["a" * 150, "b" * 10, "c" * 40]  # Byte tokens + EOS: 151, 11, 41.
     eng.rank_classify(inputs, [["x", "y"]] * 3)
     # Longest first: [151, 41] padded to 192, then [11] and a dummy row to 32.

@@ -175,6 +175,12 @@ def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) 
     return families.for_config(config).make_adapter(config, tokenizer, fmt)
 
 
+# Every option is a decoder row of the option-length bucket: the decoder's work (and
+# its vocabulary projection's) grows with both, so above 8 the midpoints count too.
+OPTION_COUNT_BUCKETS = default_length_buckets(2, 64, fine_above=8)  # 2, 4, 8, 12, 16, 24, ...
+OPTION_LEN_BUCKETS = default_length_buckets(4, 128, fine_above=8)  # 4, 8, 12, 16, 24, 32, ...
+
+
 class Engine:
     """Scores and generates for lists of rendered inputs; see the module docstring.
 
@@ -191,7 +197,9 @@ class Engine:
         inputs lose shortenable words (`InputParts`); what still does not fit is
         cut (T5 keeps the start, LLaMA the end with the cue) and flagged.
       length_buckets / option_len_buckets / option_count_buckets: padded sizes
-        (input lengths default to `batching.length_buckets(32, max_input_len)`).
+        (input lengths default to `batching.length_buckets(32, max_input_len)`;
+        option counts and lengths: powers of two, with the midpoints above 8:
+        SemEval's 19 relations pad to 24 options, not 32).
       sun_max_input_len: the Sun et al. mode's truncation length.
       ni_max_new_tokens: the Ni et al. mode's generation length; None uses the
         option-length bucket of the longest option.
@@ -209,8 +217,8 @@ class Engine:
         batch_size: int = 32,
         max_input_len: int = 512,
         length_buckets: Sequence[int] | None = None,
-        option_len_buckets: Sequence[int] = (4, 8, 16, 32, 64, 128),
-        option_count_buckets: Sequence[int] = (2, 4, 8, 16, 32, 64),
+        option_len_buckets: Sequence[int] = OPTION_LEN_BUCKETS,
+        option_count_buckets: Sequence[int] = OPTION_COUNT_BUCKETS,
         sun_max_input_len: int = 512,
         ni_max_new_tokens: int | None = None,
         prompt_format: str = "none",
