@@ -173,11 +173,11 @@ def test_default_buckets_cap_padding():
     assert inference.length_buckets(32, 128) == inference.power_of_two_buckets(32, 128)
     assert inference.length_buckets(32, 300) == (32, 64, 128, 192, 256, 300)
     # Options (count and tokens): the midpoints from 8 on; SemEval's 19 relations -> 24.
-    from jaxrobust.inference import engine
+    from jaxrobust.inference import batching
 
-    assert engine.OPTION_COUNT_BUCKETS == (2, 4, 8, 12, 16, 24, 32, 48, 64)
-    assert engine.OPTION_LEN_BUCKETS == (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-    assert inference.bucket(19, engine.OPTION_COUNT_BUCKETS) == 24
+    assert batching.OPTION_COUNT_BUCKETS == (2, 4, 8, 12, 16, 24, 32, 48, 64)
+    assert batching.OPTION_LEN_BUCKETS == (4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+    assert inference.bucket(19, batching.OPTION_COUNT_BUCKETS) == 24
     buckets = inference.length_buckets(32, 2048)
     for n in range(129, 2049):  # Above 128 tokens a row is at most a third padding.
         assert (inference.bucket(n, buckets) - n) / inference.bucket(n, buckets) < 1 / 3

@@ -20,6 +20,7 @@ from test_inference_llama import (
 from jaxrobust import checkpoints, inference
 from jaxrobust.inference import engine as engine_lib
 from jaxrobust.inference import llama as inference_llama
+from jaxrobust.inference import option_trie
 from jaxrobust.inference.tokenizer import ByteTokenizer
 from jaxrobust.parallel import partitioning
 
@@ -151,16 +152,16 @@ def test_ni_constrained_walk_by_hand():
     seqs = [(10, 20, eos), (10, 21, eos), (11, eos)]
     # Step 0: 10 (-1.0) beats 11 (-2.0); step 1 given 10: 21 (-1.5) beats 20 (-3.0).
     total = {(10,): -1.0, (11,): -2.0, (10, 20): -3.0, (10, 21): -1.5}
-    assert engine_lib._constrained_greedy(seqs, total, eos) == 1
+    assert option_trie.constrained_greedy(seqs, total, eos) == 1
     total[(11,)] = -0.5  # Now 11 wins step 0 and its option ends there.
-    assert engine_lib._constrained_greedy(seqs, total, eos) == 2
+    assert option_trie.constrained_greedy(seqs, total, eos) == 2
     total[(11,)] = -1.0  # A tie: the lower token id (10), as torch's argmax.
-    assert engine_lib._constrained_greedy(seqs, total, eos) == 1
+    assert option_trie.constrained_greedy(seqs, total, eos) == 1
     # An option that is a prefix of another: EOS competes with the longer one's token.
     seqs = [(5, eos), (5, 6, eos)]
-    assert engine_lib._contested_prefixes(seqs) == [(5, eos), (5, 6)]
-    assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.1, (5, 6): -0.2}, eos) == 0
-    assert engine_lib._constrained_greedy(seqs, {(5, eos): -0.3, (5, 6): -0.2}, eos) == 1
+    assert option_trie.contested_prefixes(seqs) == [(5, eos), (5, 6)]
+    assert option_trie.constrained_greedy(seqs, {(5, eos): -0.1, (5, 6): -0.2}, eos) == 0
+    assert option_trie.constrained_greedy(seqs, {(5, eos): -0.3, (5, 6): -0.2}, eos) == 1
 
 
 def test_ni_constrained_decoding_matches_hf_generate_llama(tiny):  # noqa: F811 (fixture)

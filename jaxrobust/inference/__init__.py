@@ -2,9 +2,10 @@
 
 The package's public names are the engine's (`inference.Engine`, `inference.bucket`, ...)
 and the model factory's (`inference.load_model`, `inference.ModelSpec`, the family
-registry); its modules: `engine` (Engine), `batching` (truncation, buckets), `families`
-(the registry), `loading` (ModelSpec, load_model), `t5` and `llama` (each family's
-scorers, adapter and declaration), `generation`, `prompt_formats`, `tokenizer`.
+registry); its modules: `engine` (Engine), `batching` (truncation, buckets),
+`option_trie` (mode "ni"'s option trie), `families` (the registry), `loading`
+(ModelSpec, load_model), `t5` and `llama` (each family's scorers, adapter and
+declaration), `generation`, `prompt_formats`, `tokenizer`.
 """
 
 from jaxrobust.inference.batching import (  # noqa: F401

@@ -209,3 +209,9 @@ def length_buckets(lo: int, hi: int, fine_above: int = FINE_ABOVE) -> tuple[int,
             out.append(mid)
         out.append(b)
     return tuple(out)
+
+
+# Every option is a decoder row of the option-length bucket: the decoder's work (and
+# its vocabulary projection's) grows with both, so from 8 on the midpoints count too.
+OPTION_COUNT_BUCKETS = length_buckets(2, 64, fine_above=8)  # 2, 4, 8, 12, 16, 24, ...
+OPTION_LEN_BUCKETS = length_buckets(4, 128, fine_above=8)  # 4, 8, 12, 16, 24, 32, ...

@@ -38,7 +38,7 @@ Scoring modes of `Engine.rank_classify`:
   decoded, never `NO_MATCH`. Computed without a decoding loop: the
   log-likelihood of every trie prefix where the trie branches is scored
   teacher-forced (the 'standard' scorer) and the greedy walk down the trie
-  compares those (`_constrained_greedy`); each step's distribution given the
+  compares those (`option_trie.constrained_greedy`); each step's distribution given the
   prefix is the one the constrained decode sees.
 - `"ni_free"`: the free-generation variant: unconstrained greedy generation,
   then the prediction is the option whose normalised text equals the output
@@ -82,8 +82,10 @@ import jax
 import numpy as np
 
 from jaxrobust.data.parts import InputParts
-from jaxrobust.inference import batching, families, generation, prompt_formats
+from jaxrobust.inference import batching, families, generation, option_trie, prompt_formats
 from jaxrobust.inference.batching import (
+    OPTION_COUNT_BUCKETS,
+    OPTION_LEN_BUCKETS,
     Truncatable,
     bucket,
     fit_input,
@@ -122,49 +124,6 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _children(seqs: Sequence[tuple], prefix: tuple) -> list[int]:
-    """The tokens that may follow `prefix` in the option trie (sorted ids)."""
-    n = len(prefix)
-    return sorted({s[n] for s in seqs if len(s) > n and s[:n] == prefix})
-
-
-def _contested_prefixes(seqs: Sequence[tuple]) -> list[tuple]:
-    """Trie nodes whose parent has several children: the only ones whose
-    log-likelihood a constrained greedy step compares (sorted, unique)."""
-    nodes = set()
-    for s in seqs:
-        for k in range(len(s)):
-            if len(_children(seqs, s[:k])) > 1:
-                nodes.add(s[: k + 1])
-    return sorted(nodes) or [seqs[0][:1]]
-
-
-def _constrained_greedy(seqs: Sequence[tuple], total: dict, eos_id: int) -> int:
-    """The option a greedy decode restricted to the option trie produces.
-
-    `seqs`: each option's tokens with EOS; `total[prefix]`: the log-likelihood of
-    `prefix` (a contested trie node). Each step takes the allowed token of
-    highest probability: children of one node share the prefix, so their totals
-    differ by the step's log-probabilities; ties go to the lowest token id (the
-    first maximum of torch's argmax over masked logits). Decoding stops at EOS or
-    after the longest option's tokens (QA4RE's `max_new_tokens`). Returns the
-    first option with those tokens.
-    """
-    longest = max(len(s) - 1 for s in seqs)
-    prefix: tuple = ()
-    while True:
-        options = _children(seqs, prefix)
-        if len(options) == 1:
-            nxt = options[0]
-        else:
-            nxt = max(options, key=lambda t: (total[prefix + (t,)], -t))
-        prefix += (nxt,)
-        if nxt == eos_id or len(prefix) == longest:
-            break
-    label = prefix[:-1] if prefix[-1] == eos_id else prefix
-    return next(i for i, s in enumerate(seqs) if s[:-1] == label)
-
-
 # ---------------------------------------------------------------------------
 # Engine.
 # ---------------------------------------------------------------------------
@@ -173,12 +132,6 @@ def _constrained_greedy(seqs: Sequence[tuple], total: dict, eos_id: int) -> int:
 def make_adapter(config: Any, tokenizer: Any, fmt: prompt_formats.PromptFormat) -> Any:
     """The model adapter of the config's family (`families.for_config`)."""
     return families.for_config(config).make_adapter(config, tokenizer, fmt)
-
-
-# Every option is a decoder row of the option-length bucket: the decoder's work (and
-# its vocabulary projection's) grows with both, so above 8 the midpoints count too.
-OPTION_COUNT_BUCKETS = default_length_buckets(2, 64, fine_above=8)  # 2, 4, 8, 12, 16, 24, ...
-OPTION_LEN_BUCKETS = default_length_buckets(4, 128, fine_above=8)  # 4, 8, 12, 16, 24, 32, ...
 
 
 class Engine:
@@ -516,7 +469,7 @@ class Engine:
             if any(len(t) < 2 for t in ids):
                 raise ValueError(f"example {i}: an option with no tokens ({list(opts)})")
             seqs.append(ids)
-            asked.append(_contested_prefixes(ids))
+            asked.append(option_trie.contested_prefixes(ids))
         # Rows of at most the largest option-count bucket (an example with more
         # contested prefixes is scored over several rows with the same input).
         cap = self.option_count_buckets[-1]
@@ -527,7 +480,7 @@ class Engine:
             totals[i].update(zip(chunk, sc, strict=True))
         out = []
         for i, opts in enumerate(options):
-            pred = _constrained_greedy(seqs[i], totals[i], eos)
+            pred = option_trie.constrained_greedy(seqs[i], totals[i], eos)
             onehot = np.zeros(len(opts))
             onehot[pred] = 1.0
             text = self.tokenizer.decode(list(seqs[i][pred]))
